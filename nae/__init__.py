@@ -1,0 +1,29 @@
+"""Normalized Autoencoders (Yoon, Noh & Park, ICML 2021) in a small PyTorch library.
+
+Quick start::
+
+    import nae
+    cfg = nae.load_config("mnist_ood", budget="smoke")
+    trainer = nae.train(cfg, "runs/mnist-smoke")
+    model = nae.load_run("runs/mnist-smoke")
+    model.energy(x)        # the outlier score
+"""
+from .config import RunConfig, load_config
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
+from .models import AE, NAE, VAE, build_model
+from .run import load_run
+from .train import Trainer, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AE", "NAE", "VAE", "RunConfig", "Trainer", "build_model", "load_config", "load_run", "train",
+    "NAEError", "ConfigError", "DataError", "CheckpointError", "DivergenceError", "load_pretrained",
+]
+
+
+def load_pretrained(name: str, which: str = "final", device="cpu"):
+    """A published pretrained model from ``pretrained/`` (sha256-checked); see nae.pretrained."""
+    from .pretrained import load_pretrained as _lp
+
+    return _lp(name, which=which, device=device)

@@ -1,0 +1,138 @@
+"""The command line: ``python -m nae {train,evaluate,sample,data} ...``.
+
+Errors a user can fix (bad paths, missing data or checkpoints, config mistakes) are
+printed as one line on stderr, with exit status 2; bugs keep their traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import NAEError
+
+
+def _train(args) -> int:
+    from .config import load_config, load_saved_config
+    from .train import train
+
+    out = Path(args.out) if args.out else None
+    if args.resume:
+        if out is None:
+            raise NAEError("--resume needs --out RUN_DIR (the run directory to continue)")
+        if args.overrides:
+            raise NAEError("key=value overrides cannot be combined with --resume (the run keeps its config)")
+        cfg = load_saved_config(out / "config.yml") if (out / "config.yml").is_file() else None
+        if cfg is None:
+            raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
+    else:
+        cfg = load_config(args.config, args.budget, args.overrides)
+        if args.device:
+            cfg.device = args.device
+        if out is None:
+            out = Path("runs") / f"{cfg.name}-{cfg.budget}"
+    t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet)
+    status = "finished" if t.state["done"] else "paused (continue with --resume)"
+    print(f"run {status}: {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_run, format_table, to_json
+
+    ood = [s.strip() for s in args.ood.split(",") if s.strip()] if args.ood else None
+    res = evaluate_run(args.run_dir, ood, which=args.which, n=args.n)
+    print(format_table(res))
+    if args.json:
+        Path(args.json).write_text(to_json(res))
+    return 0
+
+
+def _sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .run import load_run
+    from .viz import save_image_grid, save_scatter
+
+    model = load_run(args.run_dir, which=args.which)
+    g = torch.Generator().manual_seed(args.seed)
+    if model.kind == "nae":
+        x = model.sample(args.n, generator=g, z_steps=args.z_steps, x_steps=args.x_steps)
+    else:
+        x = model.sample(args.n, generator=g)
+    out = Path(args.out)
+    if out.suffix == ".npy":
+        np.save(out, x.cpu().numpy())
+    elif out.suffix == ".png":
+        (save_scatter if x.dim() == 2 else save_image_grid)(x, out)
+    else:
+        raise NAEError(f"--out must end in .png or .npy, got {out.name!r}")
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _data(args) -> int:
+    from .data import format_dataset_table, list_datasets
+
+    print(format_dataset_table(list_datasets()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nae", description="Normalized Autoencoders: train, evaluate, sample.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="AE pre-training then NAE training from a config")
+    t.add_argument("config", nargs="?", help="a YAML file or a name in configs/ (e.g. mnist_ood)")
+    t.add_argument("--budget", choices=["smoke", "full"], help="default: $NAE_BUDGET, else full")
+    t.add_argument("--out", help="run directory (default runs/NAME-BUDGET)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--max-minutes", type=float, help="stop cleanly at a checkpoint after this many minutes")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: the config's, auto)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.nae.epochs=5")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="OOD metrics of a run against outlier sets")
+    e.add_argument("run_dir")
+    e.add_argument("--ood", help="comma-separated outlier sets (default: the paper's list for the in-distribution set)")
+    e.add_argument("--json", help="also write the results to this JSON file")
+    e.add_argument("--which", choices=["final", "ae"], default="final", help="ae: the pre-trained AE of the run")
+    e.add_argument("--n", type=int, help="use only the first n test samples of each set")
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("sample", help="draw samples from a trained model")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npy")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--z-steps", type=int, help="latent chain length (default: the config's)")
+    s.add_argument("--x-steps", type=int, help="input chain length (default: the config's)")
+    s.add_argument("--which", choices=["final", "ae"], default="final")
+    s.set_defaults(func=_sample)
+
+    d = sub.add_parser("data", help="list the registered data sets and where they were looked for")
+    d.set_defaults(func=_data)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come before or after the options
+    bad = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "train"]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    if args.command == "train" and not args.resume and not args.config:
+        parser.error("train needs a CONFIG (or --resume --out RUN_DIR)")
+    try:
+        return args.func(args)
+    except NAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,371 @@
+"""Typed configuration objects, loaded from YAML with strict key checking.
+
+A run is described by one :class:`RunConfig`: small nested dataclasses for the data,
+the model, the sampler and the two training phases.  ``load_config`` reads a YAML
+file, applies the chosen budget (``smoke`` or ``full``) and ``key=value`` overrides,
+and checks every key at every level: an unknown or misspelt key raises
+:class:`~nae.errors.ConfigError` naming the key and listing the valid ones.
+
+Budgets live in the YAML file itself::
+
+    budgets:
+      smoke: {data.n_train: 512, train.ae.epochs: 1}
+      full: {}
+
+The budget is chosen by the ``budget`` argument, else the environment variable
+``NAE_BUDGET``, else ``full``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import ConfigError
+
+BUDGETS = ("smoke", "full")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+# ---------------------------------------------------------------------------------
+# the config objects
+
+
+@dataclass
+class DataConfig:
+    indist: str = "MNIST"             #: in-distribution set (see ``python -m nae data``)
+    holdout: Optional[list] = None    #: digits held out (MNISTHoldout only)
+    ood_val: Optional[str] = None     #: outlier set watched during NAE training
+    ood_target: Optional[str] = None  #: second outlier set watched during NAE training
+    hflip: bool = False               #: random horizontal flips in training
+    dequantize: bool = False          #: uniform dequantisation in training
+    batch_size: int = 128
+    n_train: Optional[int] = None     #: use only the first n training samples
+    n_val: Optional[int] = None       #: use only the first n validation samples
+    eval_batch_size: int = 256
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "nae"                 #: nae | ae | vae
+    x_shape: list = field(default_factory=lambda: [1, 28, 28])
+    z_dim: int = 32
+    encoder: dict = field(default_factory=lambda: {"name": "conv2fc"})
+    decoder: dict = field(default_factory=lambda: {"name": "deconv2"})
+    spherical: bool = True            #: project latents onto the unit sphere
+    temperature: float = 1.0
+    learn_temperature: bool = False
+    x_bound: Optional[list] = field(default_factory=lambda: [0.0, 1.0])
+    decoder_sigma: float = 0.5        #: VAE Gaussian decoder std (2-D data)
+    learn_decoder_sigma: bool = False
+
+
+@dataclass
+class ChainConfig:
+    n_steps: int = 10
+    step_size: Optional[float] = None   #: None: sigma**2 / 2
+    noise_std: Optional[float] = None   #: None: sqrt(2 * step_size)
+    bound: Optional[Any] = None         #: [lo, hi], "spherical" or None
+    clip_grad: Optional[float] = None
+    clip_type: str = "row"              #: row (original V1) | element (original V2)
+    noise_anneal: bool = False          #: sigma_k = sigma_0 / max(1, k)
+    mh: bool = False                    #: Metropolis-Hastings correction (per sample)
+    reject_boundary: bool = False
+
+
+@dataclass
+class SamplerConfig:
+    kind: str = "on_manifold"          #: on_manifold | pcd | cd | x
+    replay_ratio: float = 0.95
+    buffer_size: int = 10000
+    z_chain: ChainConfig = field(default_factory=lambda: ChainConfig(10, 0.2, 0.05, "spherical"))
+    x_chain: ChainConfig = field(default_factory=lambda: ChainConfig(50, 10.0, 0.05, [0.0, 1.0], 0.01, "row", True))
+    init_bound: Optional[list] = None  #: PCD: fresh chains start uniform in this box
+
+
+@dataclass
+class AEPhaseConfig:
+    epochs: int = 100
+    max_iters: Optional[int] = None    #: stop the phase after this many iterations
+    lr: float = 1e-4
+    clip_grad_norm: Optional[float] = 0.1
+    l2_enc: float = 0.0
+    l2_dec: float = 0.0
+    val_every: int = 1000
+    patience: Optional[int] = 4        #: early stopping after this many validations without improvement
+
+
+@dataclass
+class NAEPhaseConfig:
+    epochs: int = 50
+    max_iters: Optional[int] = None
+    lr: float = 1e-5
+    temperature_lr: float = 1e-3
+    gamma: float = 1.0
+    l2_enc: float = 0.0
+    l2_dec: float = 0.0
+    z_norm_reg: float = 0.0
+    loss: str = "v1"                   #: v1 (original NAE) | v2 (NAE_L2_OMI, divides by T)
+    val_every: int = 1000
+    clip_grad_norm: Optional[float] = None
+
+
+@dataclass
+class TrainConfig:
+    ae: AEPhaseConfig = field(default_factory=AEPhaseConfig)
+    nae: NAEPhaseConfig = field(default_factory=NAEPhaseConfig)
+    ckpt_every: int = 200              #: iterations between checkpoints
+    sample_every: Optional[int] = None
+    precision: str = "fp32"            #: fp32 | bf16 (CPU/GPU autocast, channels_last)
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 1
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    budget: str = "full"               #: filled in by load_config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------
+# building dataclasses from dicts with strict checking
+
+
+def _unknown_key(key: str, valid, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(
+        f"unknown config key {where + key!r}.{hint} Valid keys{' under ' + where[:-1] if where else ''}: "
+        f"{', '.join(sorted(valid))}"
+    )
+
+
+def _coerce(value, tp, where: str):
+    """Checks (and gently converts) ``value`` to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {where!r} must be a mapping, got {value!r}")
+        return from_dict(tp, value, where + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {where!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"config key {where!r} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)  # PyYAML reads 1e-4 as a string
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {where!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {where!r} must be a string, got {value!r}")
+        return value
+    if tp is list or origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {where!r} must be a list, got {value!r}")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {where!r} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Builds dataclass ``cls`` from ``data``; unknown keys are errors."""
+    if data is None:
+        data = {}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(str(key), names, where)
+        kwargs[key] = _coerce(value, hints[key], where + key)
+    return cls(**kwargs)
+
+
+def _set_dotted(d: dict, dotted: str, value, cls) -> None:
+    """Sets ``a.b.c = value`` in the nested dict ``d``, validating each key against ``cls``."""
+    parts = dotted.split(".")
+    where = ""
+    node, tp = d, cls
+    for i, part in enumerate(parts):
+        if not (dataclasses.is_dataclass(tp)):
+            # free-form mappings (network kwargs) accept any key
+            if i == len(parts) - 1:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+            continue
+        names = [f.name for f in dataclasses.fields(tp)]
+        if part not in names:
+            raise _unknown_key(part, names, where)
+        sub_tp = typing.get_type_hints(tp)[part]
+        if typing.get_origin(sub_tp) in (Union, types.UnionType):
+            sub_tp = next(a for a in typing.get_args(sub_tp) if a is not type(None))
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node, tp = node[part], sub_tp
+        where += part + "."
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.nae.lr=1e-5"`` -> ``("train.nae.lr", 1e-05)`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.nae.epochs=5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """Accepts a file path or the bare name of a config in ``configs/`` (``mnist_ood``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yml", CONFIG_DIR / f"{p}.yaml"):
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yml"))
+    raise ConfigError(f"config file {str(path)!r} not found; give a path or one of: {', '.join(known)}")
+
+
+def choose_budget(budget: str | None = None) -> str:
+    b = budget or os.environ.get("NAE_BUDGET") or "full"
+    if b not in BUDGETS:
+        raise ConfigError(f"unknown budget {b!r} (from {'--budget' if budget else 'NAE_BUDGET'}); choose one of {BUDGETS}")
+    return b
+
+
+def config_from_dict(raw: dict, budget: str | None = None, overrides=()) -> RunConfig:
+    """Builds a RunConfig from a raw dict (as read from YAML), a budget and overrides."""
+    raw = dict(raw or {})
+    budgets = raw.pop("budgets", {}) or {}
+    if not isinstance(budgets, dict):
+        raise ConfigError("'budgets' must map budget names to {key: value} overrides")
+    for b in budgets:
+        if b not in BUDGETS:
+            raise ConfigError(f"unknown budget {b!r} under 'budgets'; valid budgets: {', '.join(BUDGETS)}")
+    chosen = choose_budget(budget)
+    raw.pop("budget", None)
+    for key, value in (budgets.get(chosen) or {}).items():
+        _set_dotted(raw, key, value, RunConfig)
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        _set_dotted(raw, key, value, RunConfig)
+    cfg = from_dict(RunConfig, raw)
+    cfg.budget = chosen
+    validate(cfg)
+    return cfg
+
+
+def load_config(path, budget: str | None = None, overrides=()) -> RunConfig:
+    """Reads a YAML config, applies the budget and ``key=value`` overrides, and checks it."""
+    p = resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a config must be a mapping at the top level")
+    try:
+        return config_from_dict(raw, budget, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{p.name}: {e}") from None
+
+
+_CHOICES = {
+    "model.kind": ("nae", "ae", "vae"),
+    "sampler.kind": ("on_manifold", "pcd", "cd", "x"),
+    "train.precision": ("fp32", "bf16"),
+    "train.nae.loss": ("v1", "v2"),
+}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Checks values that a type alone cannot (choices, positivity)."""
+    for dotted, choices in _CHOICES.items():
+        obj = cfg
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        if obj not in choices:
+            raise ConfigError(f"config key {dotted!r} is {obj!r}; choose one of {', '.join(choices)}")
+    for chain_name in ("z_chain", "x_chain"):
+        chain = getattr(cfg.sampler, chain_name)
+        if chain.clip_type not in ("row", "element"):
+            raise ConfigError(f"sampler.{chain_name}.clip_type must be 'row' or 'element', got {chain.clip_type!r}")
+        if chain.step_size is None and chain.noise_std is None:
+            raise ConfigError(f"sampler.{chain_name}: give step_size, noise_std or both")
+        if chain.n_steps < 0:
+            raise ConfigError(f"sampler.{chain_name}.n_steps must be >= 0")
+    if cfg.data.batch_size <= 0:
+        raise ConfigError("data.batch_size must be positive")
+    if not (0.0 <= cfg.sampler.replay_ratio <= 1.0):
+        raise ConfigError("sampler.replay_ratio must lie in [0, 1]")
+    if len(cfg.model.x_shape) not in (1, 3):
+        raise ConfigError("model.x_shape must be [d] (vectors) or [C, H, W] (images)")
+    for net in ("encoder", "decoder"):
+        if "name" not in getattr(cfg.model, net):
+            raise ConfigError(f"model.{net} needs a 'name' (one of the networks in nae.nets.NETS)")
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    d = cfg.to_dict()
+    Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+
+
+def load_saved_config(path: Path) -> RunConfig:
+    """Reads a config written by :func:`save_config` (a run directory's config.yml)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    budget = raw.pop("budget", "full")
+    cfg = from_dict(RunConfig, raw)
+    cfg.budget = budget
+    return cfg

@@ -1,0 +1,94 @@
+"""Outlier-detection evaluation of a trained model against registered outlier sets."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Optional
+
+import torch
+
+from .errors import DataError
+from .metrics import ood_metrics
+
+METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+def _indist_test(cfg, n=None):
+    from . import data as D
+
+    c, h, _ = cfg.model.x_shape
+    kw = {}
+    if cfg.data.holdout is not None:
+        kw["holdout"] = tuple(cfg.data.holdout)
+    return D.load_dataset(cfg.data.indist, "test", size=h, channels=c, n=n, **kw)
+
+
+def default_ood(cfg) -> list[str]:
+    from . import data as D
+
+    return list(D.DEFAULT_OOD.get(cfg.data.indist, []))
+
+
+@torch.no_grad()
+def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batch_size: int = 256,
+                   scores: bool = False) -> dict:
+    """Scores the in-distribution test set and each outlier set's test split.
+
+    Returns ``{"in_distribution", "n_in", "auroc": {name: value}, "aupr_in", "aupr_out",
+    "fpr95", "n": {name: count}, "absent": {name: reason}}``.  A set that is not found is
+    listed under ``absent`` (and its metrics are ``None``), never silently dropped.
+    """
+    from .train import outlier_set
+
+    inlier = _indist_test(cfg, n)
+    s_in = model.predict(inlier.as_float(), batch_size).numpy()
+    res = {"in_distribution": cfg.data.indist, "n_in": int(len(s_in)),
+           **{m: {} for m in METRICS}, "n": {}, "absent": {}}
+    if scores:
+        res["scores"] = {"in": s_in}
+    for name in ood:
+        try:
+            ds = outlier_set(cfg, name, "test", n=n)
+        except DataError as e:
+            res["absent"][name] = str(e)
+            for m in METRICS:
+                res[m][name] = None
+            continue
+        s_out = model.predict(ds.as_float(), batch_size).numpy()
+        for k, v in ood_metrics(s_in, s_out).items():
+            res[k][name] = v
+        res["n"][name] = int(len(s_out))
+        if scores:
+            res["scores"][name] = s_out
+    return res
+
+
+def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "final", n=None, device="cpu") -> dict:
+    from .run import load_run
+
+    model = load_run(run_dir, which=which, device=device)
+    names = list(ood) if ood else default_ood(model.config)
+    return evaluate_model(model, model.config, names, n=n)
+
+
+def format_table(res: dict) -> str:
+    names = list(res["auroc"])
+    rows = [("outlier set", "n", "AUROC", "AUPR-in", "AUPR-out", "FPR@95")]
+    for name in names:
+        if name in res["absent"]:
+            rows.append((name, "-", "absent", "", "", ""))
+        else:
+            rows.append((name, str(res["n"][name]), *(f"{res[m][name]:.4f}" for m in METRICS)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"in-distribution: {res['in_distribution']} (test, n={res['n_in']})"]
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    for name, why in res["absent"].items():
+        lines.append(f"absent: {name}: {why.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def to_json(res: dict) -> str:
+    keep = {k: v for k, v in res.items() if k != "scores"}
+    return json.dumps(keep, indent=2)

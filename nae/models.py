@@ -1,0 +1,214 @@
+"""The Normalized Autoencoder and its baselines (plain AE, VAE).
+
+All three share one interface used by the trainer, the evaluator and the notebooks:
+
+* ``energy(x)``: the outlier score, one value per sample (higher = more anomalous).
+  For NAE and AE this is the reconstruction error averaged over dimensions,
+  E(x) = (1/D) * sum_i (x_i - xhat_i)^2.  NAE reads it as an energy, p(x) ~ exp(-E(x)/T).
+* ``reconstruct(x)``, ``encode(x)``, ``decode(z)``.
+* ``sample(n)`` (NAE: Langevin samples from the model; AE: decoded random latents;
+  VAE: decoded prior samples).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .errors import ConfigError
+from .nets import build_net, project_sphere
+
+
+class _Base(nn.Module):
+    kind = "base"
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, x_shape, z_dim: int, spherical: bool,
+                 x_bound=(0.0, 1.0)):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.x_shape = tuple(x_shape)
+        self.z_dim = z_dim
+        self.z_shape = (z_dim,) if len(self.x_shape) == 1 else (z_dim, 1, 1)
+        self.spherical = spherical
+        self.x_bound = None if x_bound is None else tuple(x_bound)
+        self.sampler = None  # set by build_model for NAE
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x):
+        z = self.encoder(x)
+        return project_sphere(z) if self.spherical else z
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x))
+
+    def energy(self, x):
+        """Per-sample reconstruction error, averaged over all dimensions."""
+        err = (x - self.reconstruct(x)) ** 2
+        return err.flatten(1).mean(1)
+
+    score = energy
+
+    def latent_energy(self, z):
+        """E(dec(z)): the energy of a decoded latent (the latent chain's target)."""
+        return self.energy(self.decode(z))
+
+    @torch.no_grad()
+    def predict(self, x, batch_size: int = 256):
+        """Energies of a (large) tensor, computed in batches without gradients."""
+        self.eval()
+        out = [self.energy(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+
+class AE(_Base):
+    """Plain autoencoder; its outlier score is the reconstruction error."""
+
+    kind = "ae"
+
+    @property
+    def T(self):
+        return 1.0
+
+    @torch.no_grad()
+    def sample(self, n: int, generator=None):
+        z = torch.randn((n, *self.z_shape), generator=generator, device=self.device)
+        if self.spherical:
+            z = project_sphere(z)
+        return self.decode(z)
+
+
+class NAE(_Base):
+    """Normalized Autoencoder: p(x) = exp(-E(x)/T) / Z with E the reconstruction error.
+
+    The temperature is stored as log T (``log_temperature``): a buffer when fixed, a
+    parameter when ``learn_temperature`` (the 2-D experiments learn it).
+    """
+
+    kind = "nae"
+
+    def __init__(self, encoder, decoder, x_shape, z_dim, spherical=True, temperature=1.0,
+                 learn_temperature=False, x_bound=(0.0, 1.0)):
+        super().__init__(encoder, decoder, x_shape, z_dim, spherical, x_bound)
+        log_t = torch.tensor(math.log(temperature), dtype=torch.float32)
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+
+    @property
+    def T(self):
+        return self.log_temperature.exp()
+
+    def sample(self, n: int, generator=None, replay: bool = False, z_steps=None, x_steps=None,
+               return_chain: bool = False):
+        """Draws ``n`` samples with the model's sampler (on-manifold by default).
+
+        ``z_steps`` / ``x_steps`` override the chain lengths (the original's sampling
+        script used 180 latent and 40 input steps for its figures).  With
+        ``return_chain`` the intermediate results (z, x0 = dec(z), x) come back as a dict.
+        """
+        if self.sampler is None:
+            raise RuntimeError("this NAE has no sampler; build it with nae.models.build_model")
+        import dataclasses
+
+        zc = self.sampler.cfg.z_chain if z_steps is None else dataclasses.replace(self.sampler.cfg.z_chain, n_steps=z_steps)
+        xc = self.sampler.cfg.x_chain if x_steps is None else dataclasses.replace(self.sampler.cfg.x_chain, n_steps=x_steps)
+        was_training = self.training
+        self.eval()
+        out = self.sampler.sample(self, n, generator=generator, replay=replay, z_chain=zc, x_chain=xc)
+        self.train(was_training)
+        return out if return_chain else out["x"]
+
+
+class VAE(_Base):
+    """Variational autoencoder (a baseline of the paper).
+
+    The encoder outputs 2*z values (mean, log-variance).  Images use a Bernoulli-like
+    decoder read as a Gaussian of fixed unit variance on the sigmoid mean; the score is
+    the negative ELBO per dimension (one posterior sample in training, the posterior mean
+    in evaluation).  For vector data the decoder is Gaussian with std ``decoder_sigma``.
+    """
+
+    kind = "vae"
+
+    def __init__(self, encoder, decoder, x_shape, z_dim, decoder_sigma=0.5, learn_decoder_sigma=False,
+                 x_bound=(0.0, 1.0)):
+        super().__init__(encoder, decoder, x_shape, z_dim, spherical=False, x_bound=x_bound)
+        log_s = torch.tensor(math.log(decoder_sigma), dtype=torch.float32)
+        if learn_decoder_sigma:
+            self.log_sigma = nn.Parameter(log_s)
+        else:
+            self.register_buffer("log_sigma", log_s)
+
+    @property
+    def T(self):
+        return 1.0
+
+    def posterior(self, x):
+        h = self.encoder(x)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-20, 10)
+
+    def encode(self, x):
+        return self.posterior(x)[0]
+
+    def neg_elbo(self, x, sample: bool = True, generator=None):
+        mu, logvar = self.posterior(x)
+        if sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + (0.5 * logvar).exp() * eps
+        else:
+            z = mu
+        xhat = self.decode(z)
+        d = x[0].numel()
+        var = (2 * self.log_sigma).exp()
+        nll = 0.5 * ((x - xhat) ** 2).flatten(1).sum(1) / var + d * (self.log_sigma + 0.5 * math.log(2 * math.pi))
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+        return (nll + kl) / d
+
+    def energy(self, x):
+        return self.neg_elbo(x, sample=False)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator=None):
+        z = torch.randn((n, *self.z_shape), generator=generator, device=self.device)
+        return self.decode(z)
+
+
+MODELS = {"nae": NAE, "ae": AE, "vae": VAE}
+
+
+def build_model(cfg) -> nn.Module:
+    """Builds the model of a :class:`nae.config.RunConfig` (networks, sampler)."""
+    from .langevin import build_sampler
+
+    m = cfg.model
+    if m.kind not in MODELS:
+        raise ConfigError(f"unknown model kind {m.kind!r}; choose one of {sorted(MODELS)}")
+    x_chan = m.x_shape[0]
+    enc_kw = dict(m.encoder)
+    dec_kw = dict(m.decoder)
+    enc_name, dec_name = enc_kw.pop("name"), dec_kw.pop("name")
+    enc_out = 2 * m.z_dim if m.kind == "vae" else m.z_dim
+    try:
+        encoder = build_net(enc_name, x_chan, enc_out, **enc_kw)
+        decoder = build_net(dec_name, m.z_dim, x_chan, **dec_kw)
+    except TypeError as e:
+        raise ConfigError(f"bad network options in model.encoder/model.decoder: {e}") from None
+    if m.kind == "nae":
+        model = NAE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.temperature, m.learn_temperature, m.x_bound)
+        model.sampler = build_sampler(cfg.sampler, model)
+    elif m.kind == "ae":
+        model = AE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.x_bound)
+        model.sampler = None
+    else:
+        model = VAE(encoder, decoder, m.x_shape, m.z_dim, m.decoder_sigma, m.learn_decoder_sigma, m.x_bound)
+    return model

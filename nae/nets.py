@@ -1,0 +1,322 @@
+"""Encoder and decoder networks, matching the original code's configurations.
+
+Every network maps 4-D tensors: images (B, C, H, W) <-> latents (B, z, 1, 1), except the
+2-D nets (FCResNet / FCNet), which map (B, d) <-> (B, z).  Parameter counts equal the
+original ones (see ``tests/test_nets.py``); the original layouts are described in
+``../shared/reference/original-nae.md``, section 1.
+
+Two details are implemented differently from the original, with the same result:
+
+* ``Upsample2x`` computes bilinear x2 upsampling with ``align_corners=True`` as two
+  small matrix products.  Forward values equal ``F.interpolate`` up to float rounding,
+  but its backward pass is a matrix product too, which on CPU is several times faster
+  than the backward of ``upsample_bilinear2d`` (it runs in every Langevin step).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+
+# ---------------------------------------------------------------------------------
+# small building blocks
+
+
+def _interp_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """Matrix A (n_out, n_in) of 1-D linear interpolation with align_corners=True."""
+    a = torch.zeros(n_out, n_in, dtype=torch.float64)
+    if n_in == 1:
+        a[:, 0] = 1.0
+        return a.float()
+    pos = torch.arange(n_out, dtype=torch.float64) * (n_in - 1) / (n_out - 1)
+    lo = pos.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    w = pos - lo
+    a[torch.arange(n_out), lo] += 1 - w
+    a[torch.arange(n_out), hi] += w
+    return a.float()
+
+
+class Upsample2x(nn.Module):
+    """Bilinear x2 upsampling with ``align_corners=True`` as two matrix products."""
+
+    def __init__(self, size_in: int):
+        super().__init__()
+        self.register_buffer("a", _interp_matrix(size_in, 2 * size_in), persistent=False)
+
+    def forward(self, x):
+        a = self.a.to(x.dtype)
+        # (B,C,H,W) -> rows: A @ x, columns: x @ A^T
+        return torch.matmul(torch.matmul(a, x), a.t())
+
+
+class SphericalActivation(nn.Module):
+    """Projects each sample onto the unit sphere: z / ||z||_2 over all non-batch dims."""
+
+    def forward(self, z):
+        return project_sphere(z)
+
+
+def project_sphere(z: torch.Tensor) -> torch.Tensor:
+    """z / ||z|| per sample, the norm taken over every entry but the batch dimension."""
+    norm = z.flatten(1).norm(dim=1)
+    return z / norm.view(-1, *([1] * (z.dim() - 1)))
+
+
+_ACTIVATIONS = {
+    "linear": nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "spherical": SphericalActivation,
+}
+
+
+def activation(name: str | None) -> nn.Module:
+    key = "linear" if name is None else name
+    if key not in _ACTIVATIONS:
+        raise ConfigError(f"unknown output activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[key]()
+
+
+# ---------------------------------------------------------------------------------
+# 2-D data
+
+
+class FCResNet(nn.Module):
+    """Linear -> n_resblock residual MLP blocks -> ReLU -> Linear (original FCResNet)."""
+
+    def __init__(self, in_dim: int, out_dim: int, res_dim: int = 256, n_res_hidden: int = 1024,
+                 n_resblock: int = 5, out_activation: str | None = "linear"):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, res_dim)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), nn.Linear(res_dim, n_res_hidden), nn.ReLU(), nn.Linear(n_res_hidden, res_dim))
+            for _ in range(n_resblock)
+        )
+        self.out = nn.Linear(res_dim, out_dim)
+        self.out_act = activation(out_activation)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out_act(self.out(F.relu(h)))
+
+
+class FCNet(nn.Module):
+    """Plain MLP in_dim -> hidden... -> out_dim with ReLU (a small 2-D net)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (200, 200, 200),
+                 out_activation: str | None = "linear"):
+        super().__init__()
+        layers, d = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        layers += [nn.Linear(d, out_dim), activation(out_activation)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+# ---------------------------------------------------------------------------------
+# 28x28 (MNIST, FashionMNIST)
+
+
+class ConvNet2FC(nn.Module):
+    """Original ``ConvNet2FC`` encoder for 28x28 inputs (nh=8, nh_mlp=1024)."""
+
+    def __init__(self, in_chan: int = 1, out_chan: int = 32, nh: int = 8, nh_mlp: int = 1024,
+                 out_activation: str | None = "linear"):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_chan, nh * 4, 3), nn.ReLU(),
+            nn.Conv2d(nh * 4, nh * 8, 3), nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(nh * 8, nh * 8, 3), nn.ReLU(),
+            nn.Conv2d(nh * 8, nh * 16, 3), nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(nh * 16, nh_mlp, 4), nn.ReLU(),
+            nn.Conv2d(nh_mlp, out_chan, 1),
+            activation(out_activation),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class DeConvNet2(nn.Module):
+    """Original ``DeConvNet2`` decoder: (z,1,1) -> (C,28,28)."""
+
+    def __init__(self, in_chan: int = 32, out_chan: int = 1, nh: int = 8,
+                 out_activation: str | None = "sigmoid"):
+        super().__init__()
+        self.conv1 = nn.ConvTranspose2d(in_chan, nh * 16, 4)
+        self.up1 = Upsample2x(4)
+        self.conv2 = nn.ConvTranspose2d(nh * 16, nh * 8, 3)
+        self.conv3 = nn.ConvTranspose2d(nh * 8, nh * 8, 3)
+        self.up2 = Upsample2x(12)
+        self.conv4 = nn.ConvTranspose2d(nh * 8, nh * 4, 3)
+        self.conv5 = nn.ConvTranspose2d(nh * 4, out_chan, 3)
+        self.out_act = activation(out_activation)
+
+    def forward(self, z):
+        x = F.relu(self.conv1(z))
+        x = self.up1(x)
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        x = self.up2(x)
+        x = F.relu(self.conv4(x))
+        return self.out_act(self.conv5(x))
+
+
+# ---------------------------------------------------------------------------------
+# 32x32 (CIFAR-10)
+
+
+class _IGEBMResBlock(nn.Module):
+    def __init__(self, in_chan: int, out_chan: int, downsample: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chan, out_chan, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_chan, out_chan, 3, padding=1)
+        self.skip = nn.Conv2d(in_chan, out_chan, 1, bias=False) if (in_chan != out_chan or downsample) else None
+        self.downsample = downsample
+
+    def forward(self, x):
+        h = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+        h = h + (x if self.skip is None else self.skip(x))
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+        return F.leaky_relu(h, 0.2)
+
+
+class IGEBMEncoder(nn.Module):
+    """Original ``IGEBMEncoder`` (no spectral norm, keepdim): (3,32,32) -> (z,1,1)."""
+
+    def __init__(self, in_chan: int = 3, out_chan: int = 32, out_activation: str | None = "linear"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chan, 128, 3, padding=1)
+        self.blocks = nn.Sequential(
+            _IGEBMResBlock(128, 128, True), _IGEBMResBlock(128, 128, False),
+            _IGEBMResBlock(128, 256, True), _IGEBMResBlock(256, 256, False),
+            _IGEBMResBlock(256, 256, True), _IGEBMResBlock(256, 256, False),
+        )
+        self.linear = nn.Conv2d(256, out_chan, 1)
+        self.out_act = activation(out_activation)
+
+    def forward(self, x):
+        h = self.blocks(F.leaky_relu(self.conv1(x), 0.2))
+        h = F.adaptive_avg_pool2d(F.relu(h), 1)
+        return self.out_act(self.linear(h))
+
+
+class _GenResBlockGN(nn.Module):
+    def __init__(self, chan: int, num_groups: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(chan, chan, 3, padding=1)
+        self.conv2 = nn.Conv2d(chan, chan, 3, padding=1)
+        nn.init.xavier_uniform_(self.conv1.weight, 1.0)
+        nn.init.xavier_uniform_(self.conv2.weight, 1.0)
+        self.model = nn.Sequential(
+            nn.GroupNorm(num_groups, chan), nn.ReLU(), nn.Upsample(scale_factor=2), self.conv1,
+            nn.GroupNorm(num_groups, chan), nn.ReLU(), self.conv2,
+        )
+        self.bypass = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        return self.model(x) + self.bypass(x)
+
+
+class SNGANGeneratorGN(nn.Module):
+    """Original ``sngan_generator_gn`` (hidden 128): (z,1,1) -> (3,32,32).
+
+    The residual blocks use GroupNorm with 1 group and only the final norm uses
+    ``num_groups`` (2), exactly as the original code does.
+    """
+
+    def __init__(self, in_chan: int = 32, out_chan: int = 3, hidden_dim: int = 128, num_groups: int = 2,
+                 out_activation: str | None = "sigmoid"):
+        super().__init__()
+        self.dense = nn.ConvTranspose2d(in_chan, hidden_dim, 4)
+        self.final = nn.Conv2d(hidden_dim, out_chan, 3, padding=1)
+        nn.init.xavier_uniform_(self.dense.weight, 1.0)
+        nn.init.xavier_uniform_(self.final.weight, 1.0)
+        self.network = nn.Sequential(
+            _GenResBlockGN(hidden_dim), _GenResBlockGN(hidden_dim), _GenResBlockGN(hidden_dim),
+            nn.GroupNorm(num_groups, hidden_dim), nn.ReLU(), self.final,
+        )
+        self.out_act = activation(out_activation)
+
+    def forward(self, z):
+        return self.out_act(self.network(self.dense(z)))
+
+
+# ---------------------------------------------------------------------------------
+# 64x64 (CelebA)
+
+
+class ConvNet64(nn.Module):
+    """Original ``ConvNet64`` with GroupNorm: (3,64,64) -> (z,1,1)."""
+
+    def __init__(self, in_chan: int = 3, out_chan: int = 64, nh: int = 32, num_groups: int = 8,
+                 out_activation: str | None = "linear"):
+        super().__init__()
+        layers, c = [], in_chan
+        for mult in (4, 8, 16, 32):
+            layers += [nn.Conv2d(c, nh * mult, 5, stride=2), nn.GroupNorm(num_groups, nh * mult), nn.ReLU(inplace=True)]
+            c = nh * mult
+        layers += [nn.Conv2d(c, out_chan, 1), activation(out_activation)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class DeConvNet64(nn.Module):
+    """Original ``DeConvNet64`` with GroupNorm: (z,1,1) -> (3,64,64)."""
+
+    def __init__(self, in_chan: int = 64, out_chan: int = 3, nh: int = 32, num_groups: int = 8,
+                 out_activation: str | None = "sigmoid"):
+        super().__init__()
+        layers = [nn.ConvTranspose2d(in_chan, nh * 32, 8), nn.GroupNorm(num_groups, nh * 32), nn.ReLU(inplace=True)]
+        c = nh * 32
+        for mult in (16, 8, 4):
+            layers += [nn.ConvTranspose2d(c, nh * mult, 4, stride=2, padding=1),
+                       nn.GroupNorm(num_groups, nh * mult), nn.ReLU(inplace=True)]
+            c = nh * mult
+        layers += [nn.ConvTranspose2d(c, out_chan, 1), activation(out_activation)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+# ---------------------------------------------------------------------------------
+# registry
+
+NETS = {
+    "fcresnet": FCResNet,
+    "fcnet": FCNet,
+    "conv2fc": ConvNet2FC,
+    "deconv2": DeConvNet2,
+    "igebm": IGEBMEncoder,
+    "sngan_gn": SNGANGeneratorGN,
+    "conv64": ConvNet64,
+    "deconv64": DeConvNet64,
+}
+
+
+def build_net(name: str, in_dim: int, out_dim: int, **kwargs) -> nn.Module:
+    """Builds a registered network; ``in_dim``/``out_dim`` are channels (or features)."""
+    if name not in NETS:
+        raise ConfigError(f"unknown network {name!r}; choose one of {sorted(NETS)}")
+    return NETS[name](in_dim, out_dim, **kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

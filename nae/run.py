@@ -1,0 +1,60 @@
+"""Loading trained runs: ``load_run(path)`` gives back the model of a run directory."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import RunConfig, load_saved_config
+from .errors import CheckpointError
+from .models import build_model
+
+
+def _read_config(run_dir: Path) -> RunConfig:
+    if not run_dir.exists():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a directory; give the run directory that `nae train --out` wrote")
+    path = run_dir / "config.yml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory: config.yml is missing")
+    return load_saved_config(path)
+
+
+def load_run(path, which: str = "final", device="cpu"):
+    """The trained model of a run directory, in eval mode.
+
+    ``which="final"`` loads ``model.pt`` (or, for an unfinished run, the latest
+    ``checkpoint.pt``); ``which="ae"`` loads the autoencoder at the end of pre-training
+    (the AE baseline of an NAE run) as an :class:`nae.models.AE`.
+    The model has ``.energy(x)``, ``.reconstruct(x)``, ``.sample(n)``; its config is
+    attached as ``model.config``.
+    """
+    run_dir = Path(path)
+    cfg = _read_config(run_dir)
+    if which not in ("final", "ae"):
+        raise ValueError("which must be 'final' or 'ae'")
+    if which == "ae":
+        cfg = copy.deepcopy(cfg)
+        if cfg.model.kind == "nae":
+            cfg.model.kind = "ae"
+        files = [run_dir / "ae.pt"]
+    else:
+        files = [run_dir / "model.pt", run_dir / "checkpoint.pt"]
+    found = [f for f in files if f.is_file()]
+    if not found:
+        raise CheckpointError(f"no weights in {run_dir}: looked for {', '.join(f.name for f in files)}"
+                              + (" (the AE phase has not finished)" if which == "ae" else ""))
+    obj = ckpt.load_checkpoint(found[0], map_location="cpu")
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(obj["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{found[0]} does not fit the model in {run_dir / 'config.yml'}: "
+                              f"{str(e).splitlines()[0]}") from None
+    model.config = cfg
+    model.run_dir = run_dir
+    model.weights_file = found[0]
+    return model.to(device).eval()

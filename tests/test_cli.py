@@ -1,0 +1,85 @@
+"""The command line end to end on the smoke budget, with MNIST from the data root."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nae import data as D
+
+
+def nae(*args, check=True, timeout=600):
+    p = subprocess.run([sys.executable, "-m", "nae", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"nae {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    try:
+        D.load_dataset("MNIST", "test", n=10)
+    except D.DataError as e:
+        pytest.skip(f"MNIST not found: {e}")
+    run = tmp_path_factory.mktemp("cli") / "mnist"
+    nae("train", "mnist_ood", "--budget", "smoke", "--out", run, "--quiet")
+    return run
+
+
+def test_train_writes_a_run_directory(mnist_run):
+    for f in ("config.yml", "checkpoint.pt", "model.pt", "ae.pt", "metrics.jsonl"):
+        assert (mnist_run / f).is_file(), f
+    events = [json.loads(line)["event"] for line in (mnist_run / "metrics.jsonl").open()]
+    assert "validation" in events and events[-1] in ("end", "checkpoint")
+
+
+def test_evaluate_prints_table_and_json(mnist_run, tmp_path):
+    out = tmp_path / "res.json"
+    p = nae("evaluate", mnist_run, "--ood", "Constant,Noise,SVHN", "--n", "200", "--json", out)
+    assert "AUROC" in p.stdout and "Constant" in p.stdout and "absent" in p.stdout  # SVHN is not here
+    res = json.loads(out.read_text())
+    assert res["in_distribution"] == "MNIST"
+    assert set(res) >= {"auroc", "aupr_in", "aupr_out", "fpr95"}
+    for name in ("Constant", "Noise"):
+        assert 0.0 <= res["auroc"][name] <= 1.0
+    assert res["auroc"]["SVHN"] is None and "SVHN" in res["absent"]
+
+
+def test_evaluate_ae_baseline(mnist_run):
+    p = nae("evaluate", mnist_run, "--which", "ae", "--ood", "Constant", "--n", "100")
+    assert "Constant" in p.stdout
+
+
+def test_sample_png_and_npy(mnist_run, tmp_path):
+    nae("sample", mnist_run, "--n", "8", "--out", tmp_path / "s.npy", "--z-steps", "2", "--x-steps", "2")
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (8, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
+    nae("sample", mnist_run, "--n", "8", "--out", tmp_path / "s.png", "--z-steps", "2", "--x-steps", "2")
+    assert (tmp_path / "s.png").stat().st_size > 100
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["evaluate", "/no/such/run"], "does not exist"),
+    (["sample", "/no/such/run", "--out", "x.png"], "does not exist"),
+    (["train", "no_such_config"], "not found"),
+    (["train", "mnist_ood", "train.nae.lrr=1"], "unknown config key"),
+    (["train", "--resume", "--out", "/no/such/run"], "cannot resume"),
+])
+def test_errors_are_one_line_without_traceback(args, needle):
+    p = nae(*args, check=False)
+    assert p.returncode == 2
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_ood_set_is_reported(mnist_run):
+    p = nae("evaluate", mnist_run, "--ood", "NoSuchSet", "--n", "50")
+    assert "absent" in p.stdout and "NoSuchSet" in p.stdout
+
+
+def test_data_lists_sets():
+    p = nae("data")
+    for name in ("MNIST", "CIFAR10", "SVHN", "Omniglot", "Constant"):
+        assert name in p.stdout

@@ -1,0 +1,78 @@
+"""Configs: the shipped files load in both budgets; mistakes are clear errors."""
+from pathlib import Path
+
+import pytest
+
+from nae.config import CONFIG_DIR, load_config
+from nae.errors import ConfigError
+
+CONFIGS = ["toy2d", "mnist_ood", "mnist_holdout", "fmnist_ood", "cifar10_ood", "celeba64_ood"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("budget", ["smoke", "full"])
+def test_shipped_configs_load(name, budget):
+    assert (CONFIG_DIR / f"{name}.yml").is_file()
+    cfg = load_config(name, budget=budget)
+    assert cfg.budget == budget
+
+
+def test_original_hyperparameters():
+    c = load_config("mnist_ood", budget="full")
+    assert (c.sampler.z_chain.n_steps, c.sampler.x_chain.n_steps) == (10, 50)
+    assert c.train.ae.lr == 1e-4 and c.train.nae.lr == 1e-5 and c.train.nae.l2_enc == 1e-4
+    c = load_config("cifar10_ood", budget="full")
+    assert (c.sampler.z_chain.n_steps, c.sampler.x_chain.n_steps) == (20, 40)
+    assert c.train.ae.epochs == 180 and c.train.nae.epochs == 10
+    assert c.data.hflip and c.data.dequantize
+
+
+def test_budget_from_environment(monkeypatch):
+    monkeypatch.setenv("NAE_BUDGET", "smoke")
+    assert load_config("mnist_ood").budget == "smoke"
+    monkeypatch.setenv("NAE_BUDGET", "huge")
+    with pytest.raises(ConfigError, match="unknown budget 'huge'"):
+        load_config("mnist_ood")
+
+
+def test_overrides():
+    cfg = load_config("mnist_ood", budget="full", overrides=["train.nae.lr=3e-5", "sampler.x_chain.n_steps=7"])
+    assert cfg.train.nae.lr == 3e-5 and cfg.sampler.x_chain.n_steps == 7
+
+
+def _write(tmp_path, text):
+    p = Path(tmp_path) / "c.yml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, "name: x\nsed: 3\n"), budget="full")
+    msg = str(e.value)
+    assert "'sed'" in msg and "Did you mean 'seed'" in msg and "data" in msg and "model" in msg
+
+
+def test_unknown_nested_key(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, "sampler:\n  x_chain:\n    n_step: 3\n"), budget="full")
+    msg = str(e.value)
+    assert "sampler.x_chain.n_step" in msg and "n_steps" in msg and "noise_std" in msg
+
+
+def test_unknown_override_and_budget_key():
+    with pytest.raises(ConfigError, match="train.nae.lrr"):
+        load_config("mnist_ood", budget="full", overrides=["train.nae.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("mnist_ood", budget="full", overrides=["train.nae.lr"])
+
+
+def test_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_config(_write(tmp_path, "seed: abc\n"), budget="full")
+    with pytest.raises(ConfigError, match="model.kind"):
+        load_config(_write(tmp_path, "model: {kind: gan}\n"), budget="full")
+    with pytest.raises(ConfigError, match="unknown budget 'medium'"):
+        load_config(_write(tmp_path, "budgets: {medium: {}}\n"), budget="full")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no_such_config", budget="full")
