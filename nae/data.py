@@ -1527,6 +1527,37 @@ def format_dataset_table(rows) -> str:
     return "\n".join([fmt(header), sep] + [fmt(l) for l in lines])
 
 
+_NUMPY_ON_CPU = True  # tests switch it off to run the torch (device) path on the CPU
+
+
+def _numpy_batches(arr, n_batches, batch_size, shuffle, hflip, dequantize, rng) -> Iterator[torch.Tensor]:
+    n = arr.shape[0]
+    order = rng.permutation(n) if shuffle else None
+    for b in range(n_batches):
+        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        x = arr[lo:hi] if order is None else arr[order[lo:hi]]
+        if hflip:
+            flip = rng.random(x.shape[0]) < 0.5
+            if order is None:
+                x = x.copy()  # never modify the data set itself
+            x[flip] = x[flip, :, :, ::-1]
+        if x.dtype == np.uint8:
+            if dequantize:
+                # (v/255) * 255/256 + u/256 == (v + u) / 256
+                out = rng.random(x.shape, dtype=np.float32)
+                out += x
+                out *= np.float32(1.0 / 256.0)
+            else:
+                out = x.astype(np.float32)
+                out /= np.float32(255.0)
+        else:
+            out = x.astype(np.float32, copy=True)
+            if dequantize:
+                out *= np.float32(255.0 / 256.0)
+                out += rng.random(x.shape, dtype=np.float32) * np.float32(1.0 / 256.0)
+        yield torch.from_numpy(out)
+
+
 def iterate_batches(
     ds: ImageSet,
     batch_size: int,
@@ -1538,22 +1569,31 @@ def iterate_batches(
     drop_last: bool = False,
     device=None,
 ) -> Iterator[torch.Tensor]:
-    """Yield float32 batches (B, C, H, W) in [0, 1] (dequantised: [0, 1)).
+    """Yield float32 batches (B, C, H, W) in [0, 1] (dequantised: (v + U) / 256, U ~ U[0, 1)).
 
     ceil(N / B) batches per epoch (floor with ``drop_last``).  ``hflip``: each image is
     flipped left-right with probability 1/2; ``dequantize``: x <- x * 255/256 + U(0, 1)/256,
     after the flip (the original UniformDequantize).  All randomness (order, flips,
     noise) comes from ``generator`` (default: torch's global generator), so the same
-    generator state gives the same batches.  Images are gathered where ``ds.images``
-    lives (see :meth:`ImageSet.to`) and moved to ``device`` as uint8.
+    generator state gives the same batches.  On the CPU the batches are made with numpy
+    (one draw from ``generator`` seeds a ``numpy.random.Generator``); otherwise images are
+    gathered where ``ds.images`` lives (see :meth:`ImageSet.to`; best: the whole set on the
+    GPU with a CUDA generator) and moved to ``device`` as uint8.
     """
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     images = ds.images
     n = int(images.shape[0])
     out_dev = torch.device(device) if device is not None else images.device
-    rand_dev = generator.device if generator is not None else out_dev
     n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
+    on_cpu = images.device.type == "cpu" and out_dev.type == "cpu"
+    if _NUMPY_ON_CPU and on_cpu and (generator is None or generator.device.type == "cpu"):
+        # CPU: numpy, single-threaded, seeded from the torch generator.  Small per-batch
+        # torch ops on 2 OpenMP threads collapse (10x) when another process holds a core.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        return _numpy_batches(images.numpy(), n_batches, batch_size, shuffle, hflip, dequantize,
+                              np.random.default_rng(seed))
+    rand_dev = generator.device if generator is not None else out_dev
     perm_dev = generator.device if generator is not None else images.device
     order = torch.randperm(n, generator=generator, device=perm_dev) if shuffle else None
 
