@@ -1,0 +1,98 @@
+"""Helpers that keep the notebooks thin: the budget switch and getting trained models.
+
+Every notebook starts with::
+
+    BUDGET = nae.notebook.budget()   # "smoke" (CI, seconds) or "full" (the real experiment)
+    RETRAIN = False                  # True: retrain instead of loading the pretrained models
+
+:func:`obtain` then returns a trained model for a recipe name (see ``nae.recipes``):
+
+* smoke budget: trains the recipe with the config's smoke budget (seconds on 2 CPU
+  cores) into ``runs/smoke/NAME``, so CI exercises the real training code;
+* full budget: loads the published pretrained model (sha256-checked), or trains the
+  recipe's full budget when ``retrain`` is set or no pretrained model exists.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .config import choose_budget, load_config
+from .recipes import get_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "runs"
+
+
+def budget() -> str:
+    """The notebook budget: ``$NAE_BUDGET`` (smoke or full), default full."""
+    return choose_budget(None)
+
+
+def hardware() -> str:
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"1x {torch.cuda.get_device_name(0)}"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def recipe_config(name: str, budget_name: str):
+    r = get_recipe(name)
+    over = list(r.overrides) + (list(r.full) if budget_name == "full" else [])
+    return load_config(r.config, budget=budget_name, overrides=over)
+
+
+def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = True, fresh: bool = True):
+    """Trains a recipe; returns (run_dir, wall seconds)."""
+    from .train import train
+
+    cfg = recipe_config(name, budget_name)
+    run_dir = Path(run_dir or (RUNS / budget_name / name))
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    t0 = time.time()
+    resume = (run_dir / "checkpoint.pt").exists()
+    train(cfg, run_dir, resume=resume, progress=progress)
+    return run_dir, time.time() - t0
+
+
+def obtain(name: str, budget_name: str | None = None, retrain: bool = False, which: str = "final",
+           progress: bool = True):
+    """A trained model for recipe ``name`` (see the module docstring).
+
+    The model carries ``model.provenance``: a dict saying where it comes from (pretrained
+    or trained now), the budget, hardware and wall time, for the notebook to print.
+    """
+    from .pretrained import list_pretrained, load_pretrained
+    from .run import load_run
+
+    b = budget_name or budget()
+    if b == "full" and not retrain and name in list_pretrained():
+        model = load_pretrained(name, which=which)
+        m = model.manifest
+        model.provenance = {"source": f"pretrained/{name}", "budget": m.get("budget"),
+                            "hardware": m.get("hardware"), "wall_time_s": m.get("wall_time_s")}
+        return model
+    run_dir = RUNS / b / name
+    done = (run_dir / "model.pt").exists()
+    if not done or retrain or b == "smoke":
+        run_dir, wall = train_recipe(name, b, run_dir, progress=progress, fresh=b == "smoke" or retrain)
+    else:
+        wall = None
+    model = load_run(run_dir, which=which)
+    model.provenance = {"source": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
+                        "budget": b, "hardware": hardware(), "wall_time_s": wall}
+    return model
+
+
+def describe(model) -> str:
+    """One line: where the model comes from, its budget, hardware and wall time."""
+    p = getattr(model, "provenance", {}) or {}
+    wall = p.get("wall_time_s")
+    wall_s = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else "n/a"
+    return f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}"

@@ -1,0 +1,134 @@
+"""Published pretrained models: ``pretrained/NAME/`` run directories with a manifest.
+
+``pretrained/manifest.json`` maps each name to its files and their sha256, the config
+and budget it was trained with, the hardware, the wall time and the metrics it
+reached.  :func:`load_pretrained` checks every hash before loading, so a corrupt or
+changed file is an error, not a silently different model.  Files too large for git
+can be left out and fetched from the ``url`` given in the manifest when online.
+
+:func:`publish` turns a finished run directory into such an entry.  The weights are
+stored in half precision (``float16``) to keep the files small; the manifest's metrics
+are computed from the stored (half-precision) weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .errors import CheckpointError
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+MANIFEST = "manifest.json"
+RUN_FILES = ("config.yml", "model.pt", "ae.pt", "metrics.jsonl")
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(root=None) -> dict:
+    root = Path(root or PRETRAINED_DIR)
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def write_manifest(manifest: dict, root=None) -> None:
+    root = Path(root or PRETRAINED_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(root / MANIFEST)
+
+
+def list_pretrained(root=None) -> list[str]:
+    return sorted(read_manifest(root))
+
+
+def pretrained_path(name: str, root=None, download: bool = True) -> Path:
+    """The verified run directory of a pretrained model (downloading missing files from
+    the manifest's ``url`` when ``download`` and online)."""
+    root = Path(root or PRETRAINED_DIR)
+    manifest = read_manifest(root)
+    if name not in manifest:
+        known = ", ".join(sorted(manifest)) or "none yet"
+        raise CheckpointError(f"no pretrained model named {name!r}; available: {known} "
+                              f"(see {root / MANIFEST}, or reproduce them with `make pretrained`)")
+    entry = manifest[name]
+    run_dir = root / entry.get("dir", name)
+    for fname, digest in entry["files"].items():
+        path = run_dir / fname
+        if not path.is_file():
+            url = entry.get("url")
+            if url and download:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(f"{url.rstrip('/')}/{fname}", str(path), progress=True)
+            else:
+                raise CheckpointError(
+                    f"pretrained model {name!r}: {path} is missing"
+                    + (f"; download it from {url}" if url else "; reproduce it with `make pretrained`"))
+        got = sha256(path)
+        if got != digest:
+            raise CheckpointError(f"pretrained model {name!r}: {path} has sha256 {got[:12]}..., the manifest "
+                                  f"says {digest[:12]}...; the file is corrupt or was changed")
+    return run_dir
+
+
+def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
+    """Loads a pretrained model by name after checking its files' sha256 (see module doc)."""
+    from .run import load_run
+
+    model = load_run(pretrained_path(name, root), which=which, device=device)
+    model.pretrained_name = name
+    model.manifest = read_manifest(root)[name]
+    return model
+
+
+def _half_copy(src: Path, dst: Path) -> None:
+    obj = ckpt.load_checkpoint(src)
+    obj["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in obj["model"].items()}
+    obj["stored_dtype"] = "float16"
+    ckpt.atomic_save(obj, dst)
+
+
+def publish(run_dir, name: str, info: dict, root=None, half: bool = True) -> dict:
+    """Copies a finished run into ``pretrained/NAME`` and records it in the manifest.
+
+    ``info`` holds what the manifest should say besides the files: for example
+    ``{"config": "configs/mnist_ood.yml", "budget": "...", "overrides": [...],
+    "hardware": "...", "wall_time_s": 123.0, "metrics": {...}}``.
+    """
+    root = Path(root or PRETRAINED_DIR)
+    run_dir = Path(run_dir)
+    dst = root / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    files = {}
+    for fname in RUN_FILES:
+        src = run_dir / fname
+        if not src.is_file():
+            continue
+        if fname.endswith(".pt") and half:
+            _half_copy(src, dst / fname)
+        else:
+            shutil.copy2(src, dst / fname)
+        files[fname] = sha256(dst / fname)
+    if "model.pt" not in files:
+        raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published")
+    manifest = read_manifest(root)
+    entry = {"dir": name, "files": files, "url": None, **info}
+    entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
+    manifest[name] = entry
+    write_manifest(manifest, root)
+    return entry
