@@ -26,14 +26,19 @@ def _train(args) -> int:
         if cfg is None:
             raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
     else:
-        cfg = load_config(args.config, args.budget, args.overrides)
+        overrides = list(args.overrides)
+        if args.data:
+            overrides.append(("data.indist", args.data))
+        cfg = load_config(args.config, args.budget, overrides)
         if args.device:
             cfg.device = args.device
         if out is None:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
     t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet)
     status = "finished" if t.state["done"] else "paused (continue with --resume)"
-    print(f"run {status}: {out}")
+    if t.rank == 0:
+        extra = f" ({t.world} processes, global batch {cfg.data.batch_size})" if t.world > 1 else ""
+        print(f"run {status}: {out}{extra}")
     return 0
 
 
@@ -90,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--max-minutes", type=float, help="stop cleanly at a checkpoint after this many minutes")
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: the config's, auto)")
+    t.add_argument("--data", help="in-distribution data instead of the config's: a registered name, "
+                                  "folder:PATH, npy:PATH or npz:PATH (same as data.indist=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.nae.epochs=5")
     t.set_defaults(func=_train)

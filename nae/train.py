@@ -46,6 +46,48 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
+# ---------------------------------------------------------------------------------
+# distributed data parallel (torchrun)
+
+
+def init_distributed():
+    """Initialises torch.distributed when launched by torchrun (WORLD_SIZE > 1).
+
+    Returns (rank, world_size, local_rank).  Backend: NCCL on GPUs, gloo on CPUs.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local
+
+
+def _all_reduce_mean(tensors) -> None:
+    """Averages a list of tensors over all ranks, in one flat buffer."""
+    import torch.distributed as dist
+
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    i = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[i:i + n].view_as(t))
+        i += n
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast when ``precision == 'bf16'``, else a no-op context."""
     if precision == "bf16":
@@ -169,20 +211,29 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir, callbacks=(), progress: bool = True, device=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.rank, self.world, local = init_distributed()
         self.device = resolve_device(device or cfg.device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", local)
+            if cfg.data.batch_size % self.world:
+                raise NAEError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by "
+                               f"the number of processes ({self.world})")
         ckpt.seed_everything(cfg.seed)
         self.model = build_model(cfg).to(self.device)
         if cfg.train.precision == "bf16" and self.model.x_shape and len(self.model.x_shape) == 3:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        # each rank runs its own chains: rank 0 uses the seed of a one-process run
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + 1_000_003 * self.rank)
         self.phases = PHASES[cfg.model.kind]
         self.state = {"phase": self.phases[0], "epoch": 0, "iter_in_epoch": 0, "step": 0,
                       "best_val": math.inf, "bad_vals": 0, "done": False, "wall_s": 0.0}
         self.best_ae = None
         self.optimizer = self._make_optimizer(self.state["phase"])
         self.history = History()
-        self.callbacks = [JSONLinesLogger(self.run_dir / "metrics.jsonl"), ProgressBar(progress), self.history,
-                          *callbacks]
+        main = self.rank == 0
+        self.callbacks = ([JSONLinesLogger(self.run_dir / "metrics.jsonl"), ProgressBar(progress)] if main else []) + \
+            [self.history, *callbacks]
         self._data = None
 
     # -- construction ------------------------------------------------------------------
@@ -195,6 +246,16 @@ class Trainer:
         cfg = load_saved_config(run_dir / "config.yml")
         t = cls(cfg, run_dir, callbacks, progress, device)
         t.load_state(ckpt.load_checkpoint(path, map_location=t.device))
+        if t.world > 1:
+            rank_file = run_dir / f"rank{t.rank}.pt"
+            if t.rank > 0:
+                if not rank_file.is_file():
+                    raise CheckpointError(f"cannot resume rank {t.rank}: {rank_file} is missing (was the run "
+                                          f"started with a different number of processes?)")
+                obj = ckpt.load_checkpoint(rank_file, map_location=t.device)
+                if obj.get("sampler") and getattr(t.model, "sampler", None):
+                    t.model.sampler.load_state_dict(obj["sampler"], t.device)
+                ckpt.set_rng_state(obj["rng"], t.generator)
         return t
 
     def _make_optimizer(self, phase: str):
@@ -255,10 +316,21 @@ class Trainer:
         ckpt.set_rng_state(obj["rng"], self.generator)
 
     def save_checkpoint(self) -> None:
-        ckpt.atomic_save(self.state_dict(), self.run_dir / "checkpoint.pt")
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if self.rank > 0:  # this rank's chains: its replay buffer and generator
+                sampler = self.model.sampler.state_dict() if getattr(self.model, "sampler", None) else None
+                ckpt.atomic_save({"format": ckpt.FORMAT, "sampler": sampler, "rng": ckpt.rng_state(self.generator)},
+                                 self.run_dir / f"rank{self.rank}.pt")
+            dist.barrier()  # every rank file is written before the main checkpoint
+        if self.rank == 0:
+            ckpt.atomic_save(self.state_dict(), self.run_dir / "checkpoint.pt")
         self._emit("checkpoint", {})
 
     def _save_weights(self, name: str, state_dict: dict, kind: str) -> None:
+        if self.rank != 0:
+            return
         obj = {"format": ckpt.FORMAT, "kind": kind, "config": self.cfg.to_dict(),
                "model": {k: v.detach().cpu() for k, v in state_dict.items()}}
         ckpt.atomic_save(obj, self.run_dir / name)
@@ -283,6 +355,7 @@ class Trainer:
                 loss = loss + pc.l2_dec * weight_penalty(m.decoder)
         self._check_finite({"AE loss": loss})
         loss.backward()
+        self._sync_grads()
         if pc.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(m.parameters(), pc.clip_grad_norm)
         self.optimizer.step()
@@ -315,6 +388,7 @@ class Trainer:
                 loss = loss + pc.z_norm_reg * (z ** 2).mean()
         self._check_finite({"positive energy E(x)": e_pos, "negative energy E(x-)": e_neg, "NAE loss": loss})
         loss.backward()
+        self._sync_grads()
         if pc.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(m.parameters(), pc.clip_grad_norm)
         self.optimizer.step()
@@ -325,9 +399,21 @@ class Trainer:
         self.last_negatives = x_neg
         return out
 
+    def _sync_grads(self) -> None:
+        """Averages the gradients over all processes (each holds 1/world of the global batch)."""
+        if self.world > 1:
+            _all_reduce_mean([p.grad for p in self.model.parameters() if p.grad is not None])
+
     def _check_finite(self, tensors: dict) -> None:
         for name, t in tensors.items():
-            if not bool(torch.isfinite(t).all()):
+            bad = ~torch.isfinite(t).all()
+            if self.world > 1:  # every rank stops together
+                import torch.distributed as dist
+
+                bad = bad.float()
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+                bad = bad > 0
+            if bool(bad):
                 raise DivergenceError(
                     f"{name} became NaN or inf in phase {self.state['phase']!r} at iteration {self.state['step']} "
                     f"(epoch {self.state['epoch']}). The last good checkpoint is kept in {self.run_dir}; "
@@ -379,7 +465,8 @@ class Trainer:
         from . import data as D
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, self.run_dir / "config.yml")
+        if self.rank == 0:
+            save_config(self.cfg, self.run_dir / "config.yml")
         if self.state["done"]:
             return "done"
         t0 = time.time()
@@ -402,6 +489,8 @@ class Trainer:
                 for i, x in enumerate(batches):
                     if i < self.state["iter_in_epoch"]:
                         continue  # already done before the interruption
+                    if self.world > 1:  # the same global batch on every rank; each takes its share
+                        x = torch.tensor_split(x, self.world)[self.rank]
                     x = x.to(dev, non_blocking=True)
                     if cl:
                         x = x.contiguous(memory_format=torch.channels_last)
@@ -419,8 +508,8 @@ class Trainer:
                         break
                     if step % self.cfg.train.ckpt_every == 0:
                         self.save_checkpoint()
-                    if (stop_after is not None and done_iters >= stop_after) or \
-                            (max_minutes is not None and time.time() - t0 >= 60 * max_minutes):
+                    if self._should_pause(stop_after is not None and done_iters >= stop_after,
+                                          max_minutes is not None and time.time() - t0 >= 60 * max_minutes):
                         self.save_checkpoint()
                         self._emit("paused", {})
                         return "paused"
@@ -438,6 +527,16 @@ class Trainer:
         self.save_checkpoint()
         self._emit("end", {"wall_s": self.state["wall_s"]})
         return "done"
+
+    def _should_pause(self, *flags) -> bool:
+        stop = any(flags)
+        if self.world > 1:  # rank 0's clock decides for everyone
+            import torch.distributed as dist
+
+            t = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            dist.broadcast(t, 0)
+            stop = bool(t.item() > 0)
+        return stop
 
     def _run_validation(self):
         if self.state.get("last_val_step") == (self.state["phase"], self.state["step"]):

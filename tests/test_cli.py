@@ -83,3 +83,17 @@ def test_data_lists_sets():
     p = nae("data")
     for name in ("MNIST", "CIFAR10", "SVHN", "Omniglot", "Constant"):
         assert name in p.stdout
+
+
+def test_train_and_evaluate_on_user_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.zeros((96, 28, 28), np.uint8)
+    for i in range(96):  # bright squares at random places: a toy data set of one's own
+        r, c = rng.integers(0, 20, 2)
+        x[i, r:r + 8, c:c + 8] = 255
+    np.savez(tmp_path / "mine.npz", x=x)
+    run = tmp_path / "run"
+    nae("train", "mnist_ood", "--budget", "smoke", "--data", f"npz:{tmp_path / 'mine.npz'}", "--out", run, "--quiet",
+        "train.nae.max_iters=1", "data.ood_val=null", "data.ood_target=null")
+    p = nae("evaluate", run, "--ood", "Constant", "--n", "50")
+    assert "npz:" in p.stdout and "Constant" in p.stdout

@@ -1,0 +1,215 @@
+"""The logic behind the interactive notebook, as plain functions (no widgets here).
+
+* :func:`sample_with_trace`: on-manifold sampling that keeps every step of both chains
+  (for plotting a chain as it runs, and for animations);
+* :func:`latent_circle`: decoded images along a great circle of the latent sphere;
+* :func:`presets`: preset 28x28 inputs for the outlier-reconstruction playground;
+* :func:`compare_reconstructions`: reconstructions and energies of several models.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .langevin import frozen, langevin_chain
+from .nets import project_sphere
+
+
+def trace_chain(energy, x0: torch.Tensor, chain, temperature=1.0, generator=None, every: int = 1):
+    """Runs ``chain`` from ``x0`` and returns (x_final, [x0, x_every, ...], energies (steps+1, n)).
+
+    The chain is run one step at a time with the noise schedule of the whole chain
+    (sigma_k = sigma_0 / max(1, k) when annealed), so the result equals
+    :func:`nae.langevin.langevin_chain` with the same generator.
+    """
+    s = chain.step_size if chain.step_size is not None else chain.noise_std ** 2 / 2
+    sigma0 = chain.noise_std if chain.noise_std is not None else math.sqrt(2 * s)
+    x = x0.detach()
+    if chain.bound is not None and not isinstance(chain.bound, str):
+        x = x.clamp(*chain.bound)
+    frames, energies = [x.cpu()], []
+    with torch.no_grad():
+        energies.append(energy(x).float().cpu())
+    for k in range(chain.n_steps):
+        sigma = sigma0 / max(1, k) if chain.noise_anneal else sigma0
+        one = dataclasses.replace(chain, n_steps=1, step_size=s, noise_std=sigma, noise_anneal=False)
+        x = langevin_chain(energy, x, one, temperature, generator).x
+        if (k + 1) % every == 0 or k == chain.n_steps - 1:
+            frames.append(x.cpu())
+            with torch.no_grad():
+                energies.append(energy(x).float().cpu())
+    return x, frames, torch.stack(energies)
+
+
+@dataclasses.dataclass
+class SamplerSettings:
+    """What the sampling widgets control."""
+
+    z_steps: int = 10
+    x_steps: int = 50
+    z_step_size: float = 0.2
+    x_step_size: float = 10.0
+    z_noise: float = 0.05
+    x_noise: float = 0.05
+    temperature: float = 1.0
+    replay: bool = False
+    seed: int = 0
+
+    @classmethod
+    def from_model(cls, model, **changes) -> "SamplerSettings":
+        z, x = model.sampler.cfg.z_chain, model.sampler.cfg.x_chain
+        s = cls(z.n_steps, x.n_steps, z.step_size or z.noise_std ** 2 / 2, x.step_size or x.noise_std ** 2 / 2,
+                z.noise_std or math.sqrt(2 * z.step_size), x.noise_std or math.sqrt(2 * x.step_size),
+                float(model.T))
+        return dataclasses.replace(s, **changes)
+
+
+def sample_with_trace(model, n: int, settings: SamplerSettings, every: int = 1) -> dict:
+    """On-manifold sampling (latent chain, decode, input chain) keeping every step.
+
+    Returns ``{"z": final latents, "x0": decoded start, "x": samples, "z_frames",
+    "z_energies" (steps+1, n), "x_frames", "x_energies" (steps+1, n)}``.
+    """
+    cfg = model.sampler.cfg
+    g = torch.Generator(model.device).manual_seed(int(settings.seed))
+    zc = dataclasses.replace(cfg.z_chain, n_steps=int(settings.z_steps), step_size=float(settings.z_step_size),
+                             noise_std=float(settings.z_noise))
+    xc = dataclasses.replace(cfg.x_chain, n_steps=int(settings.x_steps), step_size=float(settings.x_step_size),
+                             noise_std=float(settings.x_noise))
+    T = float(settings.temperature)
+    model.eval()
+    with frozen(model):
+        z0 = model.sampler.initial_latent(model, n, g, replay=bool(settings.replay))
+        z, z_frames, z_e = trace_chain(model.latent_energy, z0, zc, T, g, every)
+        with torch.no_grad():
+            x0 = model.decode(z)
+        if model.x_bound is not None:
+            x0 = x0.clamp(*model.x_bound)
+        x, x_frames, x_e = trace_chain(model.energy, x0, xc, T, g, every)
+    return {"z": z, "x0": x0, "x": x, "z_frames": z_frames, "z_energies": z_e,
+            "x_frames": x_frames, "x_energies": x_e}
+
+
+@torch.no_grad()
+def latent_circle(model, n_points: int = 16, seed: int = 0):
+    """Decodes ``n_points`` latents on a random great circle of the latent sphere.
+
+    Returns (angles, z (n, *z_shape), images, energies of the decoded images).
+    """
+    g = torch.Generator().manual_seed(seed)
+    d = model.z_dim
+    u = torch.randn(d, generator=g)
+    u = u / u.norm()
+    v = torch.randn(d, generator=g)
+    v = v - (v @ u) * u
+    v = v / v.norm()
+    theta = torch.linspace(0, 2 * math.pi, n_points + 1)[:-1]
+    z = torch.cos(theta)[:, None] * u + torch.sin(theta)[:, None] * v
+    z = project_sphere(z).view(n_points, *model.z_shape).to(model.device)
+    x = model.decode(z)
+    return theta, z.cpu(), x.cpu(), model.energy(x).cpu()
+
+
+def _stroke(img, r0, c0, r1, c1, width=2):
+    n = max(abs(r1 - r0), abs(c1 - c0)) + 1
+    for t in np.linspace(0, 1, n):
+        r, c = int(round(r0 + t * (r1 - r0))), int(round(c0 + t * (c1 - c0)))
+        img[max(r - width // 2, 0): r + (width + 1) // 2, max(c - width // 2, 0): c + (width + 1) // 2] = 1.0
+
+
+def presets(size: int = 28, with_data: bool = True) -> dict:
+    """Preset inputs in [0, 1], shape (size, size): synthetic outliers, and (when the data
+    sets are found) an MNIST digit, a FashionMNIST item and an Omniglot character."""
+    blank = np.zeros((size, size), np.float32)
+    out = {"blank": blank, "constant grey": np.full((size, size), 0.5, np.float32),
+           "white": np.ones((size, size), np.float32)}
+    dots = blank.copy()
+    for r, c in [(7, 7), (7, 20), (20, 7), (20, 20), (13, 13)]:
+        dots[r - 1:r + 2, c - 1:c + 2] = 1.0
+    out["dots"] = dots
+    minus = blank.copy()
+    minus[12:16, 6:22] = 1.0
+    out["minus sign"] = minus
+    one = blank.copy()
+    _stroke(one, 5, 14, 22, 14, width=3)
+    out["stroke (like a 1)"] = one
+    if with_data:
+        from . import data as D
+        from .errors import DataError
+
+        for label, name in (("MNIST digit", "MNIST"), ("FashionMNIST item", "FashionMNIST"),
+                            ("Omniglot character", "Omniglot")):
+            try:
+                ds = D.load_dataset(name, "test", size=size, channels=1, n=1)
+                out[label] = ds.as_float()[0, 0].numpy()
+            except DataError:
+                pass
+    return out
+
+
+@torch.no_grad()
+def compare_reconstructions(models: dict, image) -> dict:
+    """``{name: (reconstruction (H, W) array, energy float)}`` for a (H, W) input in [0, 1]."""
+    x = torch.as_tensor(np.asarray(image, np.float32)).clamp(0, 1)[None, None]
+    res = {}
+    for name, m in models.items():
+        xx = x.to(m.device)
+        res[name] = (m.reconstruct(xx)[0, 0].cpu().numpy(), float(m.energy(xx)[0]))
+    return res
+
+
+def energy_percentile(model, energy: float, reference: torch.Tensor, batch_size: int = 256) -> float:
+    """Share of ``reference`` inputs (e.g. MNIST test images) with a lower energy: 0.5 = a
+    typical inlier, 1.0 = more anomalous than every reference input."""
+    e = model.predict(reference, batch_size)
+    return float((e < energy).float().mean())
+
+
+def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str = "images", background=None,
+                    lim: float = 4.0, nrow: int = 8, interval: int = 150):
+    """A matplotlib animation of a chain (for ``anim.to_jshtml()`` in the static book).
+
+    ``kind="images"``: frames are (n, C, H, W) batches shown as a grid (with the mean
+    energy in the title); ``kind="points"``: frames are (n, 2) batches drawn over
+    ``background`` = (extent, 2-D array), e.g. the model's density on a grid.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    from .viz import image_grid
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if kind == "points":
+        if background is not None:
+            extent, img = background
+            ax.imshow(img, origin="lower", extent=extent, cmap="viridis")
+        scat = ax.scatter(frames[0][:, 0], frames[0][:, 1], s=6, c="w", edgecolors="k", linewidths=0.3)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+    else:
+        g = image_grid(frames[0], nrow)
+        im = ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    title = ax.set_title("")
+
+    def update(i):
+        if kind == "points":
+            scat.set_offsets(frames[i].numpy())
+        else:
+            g = image_grid(frames[i], nrow)
+            im.set_data(g[..., 0] if g.shape[-1] == 1 else g)
+        t = f"step {i}/{len(frames) - 1}"
+        if energies is not None:
+            t += f", mean E = {float(energies[i].mean()):.4f}"
+        title.set_text(t)
+        return (title,)
+
+    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
+    plt.close(fig)
+    return anim

@@ -1,0 +1,77 @@
+"""The plain functions behind the interactive notebook."""
+import numpy as np
+import pytest
+import torch
+
+from nae.config import ChainConfig, load_config
+from nae.interactive import (SamplerSettings, chain_animation, compare_reconstructions, latent_circle, presets,
+                             sample_with_trace, trace_chain)
+from nae.langevin import langevin_chain
+from nae.models import build_model
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    return build_model(load_config("toy2d", budget="smoke"))
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    torch.manual_seed(0)
+    return build_model(load_config("mnist_ood", budget="full")).eval()
+
+
+@pytest.mark.parametrize("anneal", [False, True])
+def test_trace_equals_the_plain_chain(toy, anneal):
+    chain = ChainConfig(n_steps=6, step_size=0.01, noise_std=0.1, bound=[-5.0, 5.0], clip_grad=0.5,
+                        noise_anneal=anneal)
+    x0 = torch.randn(20, 2)
+    ref = langevin_chain(toy.energy, x0, chain, 1.0, torch.Generator().manual_seed(3)).x
+    x, frames, e = trace_chain(toy.energy, x0, chain, 1.0, torch.Generator().manual_seed(3))
+    assert torch.allclose(x, ref, atol=1e-6)
+    assert len(frames) == 7 and e.shape == (7, 20)
+    assert torch.equal(frames[-1], x)
+
+
+def test_sample_with_trace(toy):
+    s = SamplerSettings.from_model(toy, z_steps=3, x_steps=4, seed=1)
+    out = sample_with_trace(toy, 16, s)
+    assert out["x"].shape == (16, 2) and len(out["x_frames"]) == 5 and len(out["z_frames"]) == 4
+    assert torch.allclose(out["z"].norm(dim=1), torch.ones(16), atol=1e-5)  # on the circle
+    again = sample_with_trace(toy, 16, s)
+    assert torch.equal(out["x"], again["x"])  # seeded
+    other = sample_with_trace(toy, 16, SamplerSettings.from_model(toy, z_steps=3, x_steps=4, seed=2))
+    assert not torch.equal(out["x"], other["x"])
+
+
+def test_latent_circle(mnist):
+    theta, z, x, e = latent_circle(mnist, 8)
+    assert z.shape == (8, 32, 1, 1) and x.shape == (8, 1, 28, 28) and e.shape == (8,)
+    assert torch.allclose(z.flatten(1).norm(dim=1), torch.ones(8), atol=1e-5)
+
+
+def test_presets_and_reconstructions(mnist):
+    p = presets(with_data=False)
+    assert {"blank", "constant grey", "dots", "minus sign"} <= set(p)
+    assert all(v.shape == (28, 28) and v.min() >= 0 and v.max() <= 1 for v in p.values())
+    assert p["minus sign"].sum() == 4 * 16
+    res = compare_reconstructions({"a": mnist, "b": mnist}, p["dots"])
+    rec, e = res["a"]
+    assert rec.shape == (28, 28) and e == pytest.approx(float(((rec - p["dots"]) ** 2).mean()), rel=1e-4)
+
+
+def test_presets_with_data():
+    p = presets()
+    if "MNIST digit" not in p:
+        pytest.skip("MNIST not found")
+    assert p["MNIST digit"].shape == (28, 28) and p["MNIST digit"].max() > 0.5
+
+
+def test_chain_animation_html(toy):
+    frames = [torch.randn(10, 2) for _ in range(3)]
+    anim = chain_animation(frames, kind="points")
+    html = anim.to_jshtml()
+    assert "<img" in html or "animation" in html.lower()
+    imgs = [torch.rand(4, 1, 28, 28) for _ in range(2)]
+    assert chain_animation(imgs, energies=torch.rand(2, 4)).to_jshtml()
