@@ -64,7 +64,7 @@ class SamplerSettings:
         z, x = model.sampler.cfg.z_chain, model.sampler.cfg.x_chain
         s = cls(z.n_steps, x.n_steps, z.step_size or z.noise_std ** 2 / 2, x.step_size or x.noise_std ** 2 / 2,
                 z.noise_std or math.sqrt(2 * z.step_size), x.noise_std or math.sqrt(2 * x.step_size),
-                float(model.T))
+                float(torch.as_tensor(model.T).detach()))
         return dataclasses.replace(s, **changes)
 
 

@@ -32,6 +32,26 @@ from .nets import project_sphere
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def cpu_bf16_fast() -> bool:
+    """Whether this CPU runs bf16 convolutions/matmuls natively (AVX512-BF16 or AMX).
+
+    Without it (e.g. AVX2-only CPUs) oneDNN has no bf16 kernels and PyTorch falls back
+    to slow reference code: bf16 autocast is then many times *slower* than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def set_cpu_threads(n: Optional[int] = None) -> int:
+    """Sets torch's intra-op threads (default ``min(2, cores)``) and returns the number."""
+    import os
+
+    n = n or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
 @contextmanager
 def frozen(*modules):
     """Temporarily sets ``requires_grad=False`` on every parameter of ``modules``.

@@ -61,6 +61,10 @@ def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = Tru
     return run_dir, time.time() - t0
 
 
+#: smoke runs trained by this process: run dir -> wall seconds
+_SMOKE_TRAINED: dict = {}
+
+
 def obtain(name: str, budget_name: str | None = None, retrain: bool = False, which: str = "final",
            progress: bool = True):
     """A trained model for recipe ``name`` (see the module docstring).
@@ -80,10 +84,13 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
         return model
     run_dir = RUNS / b / name
     done = (run_dir / "model.pt").exists()
-    if not done or retrain or b == "smoke":
+    # smoke: train afresh once per process (a second obtain, e.g. which="ae", reuses that run)
+    if not done or retrain or (b == "smoke" and run_dir not in _SMOKE_TRAINED):
         run_dir, wall = train_recipe(name, b, run_dir, progress=progress, fresh=b == "smoke" or retrain)
+        if b == "smoke":
+            _SMOKE_TRAINED[run_dir] = wall
     else:
-        wall = None
+        wall = _SMOKE_TRAINED.get(run_dir) if b == "smoke" else None
     model = load_run(run_dir, which=which)
     model.provenance = {"source": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
                         "budget": b, "hardware": hardware(), "wall_time_s": wall}
