@@ -1,0 +1,32 @@
+// Opens pages of the built book in headless Chromium and reports, per page, the console
+// errors, uncaught exceptions, failed requests and what the page shows.
+// usage: node check_pages.js FILE.html [FILE.html ...]   (prints one JSON object)
+const { chromium } = require('playwright-core');
+const path = require('path');
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu'],
+  });
+  const report = {};
+  for (const file of process.argv.slice(2)) {
+    const page = await browser.newPage();
+    const r = { console_errors: [], page_errors: [], failed_requests: [] };
+    page.on('console', (m) => { if (m.type() === 'error') r.console_errors.push(m.text()); });
+    page.on('pageerror', (e) => r.page_errors.push(String(e)));
+    page.on('requestfailed', (q) => r.failed_requests.push(q.url()));
+    await page.goto('file://' + path.resolve(file), { waitUntil: 'load' });
+    await page.waitForTimeout(2500);  // widget managers render after load
+    r.images = await page.locator('div.cell_output img').count();
+    r.animations = await page.locator('div.animation').count();
+    r.widget_scripts = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
+    r.widget_views = await page.locator('.jupyter-widgets, .widget-inline-hbox, .widget-hbox, .widget-vbox').count();
+    r.external_requests = await page.evaluate(() =>
+      performance.getEntriesByType('resource').map((e) => e.name).filter((u) => /^https?:/.test(u)));
+    report[file] = r;
+    await page.close();
+  }
+  await browser.close();
+  console.log(JSON.stringify(report, null, 1));
+})().catch((e) => { console.error(e); process.exit(1); });
