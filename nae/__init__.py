@@ -8,7 +8,13 @@ Quick start::
     model = nae.load_run("runs/mnist-smoke")
     model.energy(x)        # the outlier score
 """
-from .config import RunConfig, load_config
+import os as _os
+
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning
+# threads made small-batch passes up to 15x slower (benchmarks/bench_step.py).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import RunConfig, load_config  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
 from .models import AE, NAE, VAE, build_model
 from .run import load_run

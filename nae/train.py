@@ -221,6 +221,15 @@ class Trainer:
                                f"the number of processes ({self.world})")
         ckpt.seed_everything(cfg.seed)
         self.model = build_model(cfg).to(self.device)
+        if cfg.train.precision == "bf16" and self.device.type == "cpu":
+            from .langevin import cpu_bf16_fast
+
+            if not cpu_bf16_fast():
+                import warnings
+
+                warnings.warn("train.precision=bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): PyTorch falls "
+                              "back to slow kernels, about 7x slower than fp32 here. Use fp32 on this machine.",
+                              stacklevel=2)
         if cfg.train.precision == "bf16" and self.model.x_shape and len(self.model.x_shape) == 3:
             self.model = self.model.to(memory_format=torch.channels_last)
         # each rank runs its own chains: rank 0 uses the seed of a one-process run
