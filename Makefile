@@ -31,7 +31,7 @@ test-lib: setup
 	$(PY) -m pytest tests -q
 
 test-notebooks: setup
-	NAE_BUDGET=smoke $(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks -q -p no:cacheprovider
+	NAE_BUDGET=smoke $(PY) -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks -q -p no:cacheprovider
 
 test-browser: setup
 	$(PY) -m pytest tests -q -m browser

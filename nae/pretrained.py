@@ -126,9 +126,13 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True) -> dic
         files[fname] = sha256(dst / fname)
     if "model.pt" not in files:
         raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published")
-    manifest = read_manifest(root)
     entry = {"dir": name, "files": files, "url": None, **info}
     entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
-    manifest[name] = entry
-    write_manifest(manifest, root)
+    import fcntl
+
+    with open(root / ".manifest.lock", "w") as lock:  # publishers running side by side
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(root)
+        manifest[name] = entry
+        write_manifest(manifest, root)
     return entry
