@@ -97,3 +97,15 @@ def test_train_and_evaluate_on_user_data(tmp_path):
         "train.nae.max_iters=1", "data.ood_val=null", "data.ood_target=null")
     p = nae("evaluate", run, "--ood", "Constant", "--n", "50")
     assert "npz:" in p.stdout and "Constant" in p.stdout
+
+
+def test_holdout_run_evaluates_heldout_digits(tmp_path):
+    run = tmp_path / "ho"
+    nae("train", "mnist_holdout", "--budget", "smoke", "--out", run, "--quiet", "data.holdout=[1]",
+        "train.nae.max_iters=1")
+    out = tmp_path / "ho.json"
+    p = nae("evaluate", run, "--ood", "heldout", "--n", "300", "--json", out)
+    res = json.loads(out.read_text())
+    assert res["in_distribution"] == "MNISTHoldout" and "heldout" in p.stdout
+    assert res["n"]["heldout"] == 300 and res["n_in"] == 300
+    assert 0.0 <= res["auroc"]["heldout"] <= 1.0
