@@ -13,6 +13,15 @@ A :class:`Trainer` owns a run directory::
 continues exactly where the last checkpoint stopped.  ``fit(max_minutes=M)`` stops
 cleanly at a checkpoint after M minutes (for short GPU loans).
 
+Data parallel: under ``torchrun --nproc_per_node N`` every process holds the same
+model, takes its 1/N share of each global batch (``data.batch_size`` is the global
+batch, the same batches as a one-process run), runs its own Langevin chains with its
+own replay buffer and generator, and the gradients are averaged over the processes
+before the optimiser step.  The effective batch is therefore ``data.batch_size`` and
+the learning rate is the config's, unchanged: the same optimisation as one process,
+with N times more negative chains running in parallel (each of batch/N samples).
+Process 0 writes the checkpoint, the others their ``rankR.pt`` (buffer and generator).
+
 Metrics reach the outside world through callbacks: objects with an
 ``on_event(event, trainer, metrics)`` method.  Events: ``"step"`` (every iteration),
 ``"validation"``, ``"phase_end"``, ``"checkpoint"``, ``"end"``.
