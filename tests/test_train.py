@@ -146,3 +146,14 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     train(toy_cfg("train.nae.max_iters=1"), tmp_path / "run", progress=False)
     with pytest.raises(CheckpointError, match="--resume"):
         train(toy_cfg("train.nae.max_iters=1"), tmp_path / "run", progress=False)
+
+
+def test_max_minutes_pauses_at_a_checkpoint_and_resume_finishes(tmp_path):
+    t = Trainer(toy_cfg(), tmp_path / "run", progress=False)
+    assert t.fit(max_minutes=1e-6) == "paused"  # stops after its first iteration
+    obj = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert obj["state"]["step"] == 1 and not obj["state"]["done"]
+    assert not (tmp_path / "run" / "model.pt").exists()
+    r = Trainer.resume(tmp_path / "run", progress=False)
+    assert r.fit() == "done" and r.state["done"]
+    assert (tmp_path / "run" / "model.pt").exists()
