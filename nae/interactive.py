@@ -182,7 +182,7 @@ def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str =
 
     from .viz import image_grid
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)  # small frames: the HTML embeds every one
     if kind == "points":
         if background is not None:
             extent, img = background
