@@ -1,0 +1,189 @@
+"""Figures and tables of the MNIST notebook (``notebooks/02_mnist.ipynb``).
+
+* :func:`example_images`: a few fixed test images of each set (inliers and outliers);
+* :func:`reconstruction_figure`: inputs next to their AE and NAE reconstructions, with
+  the mean reconstruction error (the energy) of each group, the paper's opening figure;
+* :func:`evaluate_pair`: outlier-detection results of an NAE and its AE baseline;
+* :func:`auroc_markdown`: an AUROC table, one column per model;
+* :func:`holdout_markdown` / :func:`holdout_bar_chart`: the hold-out experiment, one row
+  (one pair of bars) per digit, with digits without a model marked as such;
+* :func:`sample_figure`: a grid of samples.
+
+Tables are Markdown strings (show them with ``IPython.display.Markdown``); figures are
+matplotlib figures of modest size.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .viz import show_images
+
+#: what the hold-out table and chart say for a digit without a trained model
+NOT_TRAINED = "not trained yet (budget)"
+
+
+def example_images(cfg, names: Sequence[str], n: int = 4, seed: int = 0) -> dict:
+    """``{name: (n, C, H, W) float tensor}``: ``n`` test images of each set, chosen by ``seed``.
+
+    ``names`` may hold the in-distribution set of ``cfg`` (its own name, e.g. "MNIST"),
+    outlier sets, and "heldout" (hold-out configs).  The same seed gives the same images.
+    """
+    from .evaluate import _indist_test
+    from .train import outlier_set
+
+    out = {}
+    for name in names:
+        ds = _indist_test(cfg) if name == cfg.data.indist else outlier_set(cfg, name, "test")
+        rng = np.random.default_rng([seed, len(ds)])
+        idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False))
+        out[name] = ds.as_float(idx)
+    return out
+
+
+@torch.no_grad()
+def reconstruction_figure(images: Mapping[str, torch.Tensor], models: Mapping[str, torch.nn.Module],
+                          nrow: int = 2, cell: float = 1.6):
+    """One column per set: the inputs (top row), then each model's reconstructions.
+
+    Under each reconstruction: the mean energy E(x) = mean squared error of that group.
+    A good outlier detector reconstructs the first column (inliers) and fails on the rest.
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(images)
+    rows = ["input", *models]
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(cell * len(names), cell * 1.15 * len(rows)),
+                             squeeze=False)
+    for j, name in enumerate(names):
+        x = images[name]
+        show_images(axes[0, j], x, nrow=nrow, title=name)
+        for i, (label, model) in enumerate(models.items(), start=1):
+            model.eval()
+            xr = model.reconstruct(x.to(model.device)).float().cpu()
+            e = ((x - xr) ** 2).flatten(1).mean(1)
+            show_images(axes[i, j], xr, nrow=nrow)
+            axes[i, j].set_xlabel(f"E = {e.mean():.3f}", fontsize=9)
+    for i, label in enumerate(rows):
+        axes[i, 0].set_ylabel(label, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_pair(models: Mapping[str, torch.nn.Module], cfg, ood: Sequence[str], n: Optional[int] = None) -> dict:
+    """``{label: evaluate_model(...)}`` for each model, on the same test images."""
+    from .evaluate import evaluate_model
+
+    return {label: evaluate_model(m, cfg, list(ood), n=n) for label, m in models.items()}
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def auroc_markdown(results: Mapping[str, dict], bold_best: bool = True) -> str:
+    """A Markdown AUROC table: one row per outlier set, one column per model.
+
+    ``results`` maps a model label to an :func:`nae.evaluate.evaluate_model` result.
+    The best value of each row is bold (ties: all of them).
+    """
+    labels = list(results)
+    if not labels:
+        raise ValueError("no results to tabulate")
+    first = results[labels[0]]
+    names = list(first["auroc"])
+    head = "| outlier set | n | " + " | ".join(f"AUROC {lb}" for lb in labels) + " |"
+    sep = "|---|---:|" + "---:|" * len(labels)
+    lines = [f"In-distribution: {first['in_distribution']} test set, n = {first['n_in']}.", "", head, sep]
+    for name in names:
+        vals = [results[lb]["auroc"].get(name) for lb in labels]
+        present = [v for v in vals if v is not None]
+        best = max(present) if present else None
+        cells = []
+        for v in vals:
+            s = _fmt(v)
+            if bold_best and v is not None and len(labels) > 1 and round(v, 3) == round(best, 3):
+                s = f"**{s}**"
+            cells.append(s)
+        n = first["n"].get(name, "–")
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def holdout_markdown(rows: Mapping[int, Optional[Mapping[str, float]]], labels: Sequence[str] = ("AE", "NAE"),
+                     digits: Sequence[int] = range(10), notes: Optional[Mapping[int, str]] = None) -> str:
+    """The hold-out table: one row per digit, AUROC of each model for detecting that digit.
+
+    ``rows[d]`` is ``{label: auroc}`` for a trained digit and ``None`` (or absent) for a
+    digit without a model, which is shown as :data:`NOT_TRAINED`; no number is made up.
+    ``notes[d]`` adds a last column (e.g. budget and wall time).
+    """
+    notes = notes or {}
+    head = "| held-out digit | " + " | ".join(f"AUROC {lb}" for lb in labels) + " | |"
+    sep = "|---:|" + "---:|" * len(labels) + "---|"
+    lines = [head, sep]
+    for d in digits:
+        r = rows.get(d)
+        if not r:
+            lines.append(f"| {d} | " + " | ".join("–" for _ in labels) + f" | {NOT_TRAINED} |")
+            continue
+        vals = [r.get(lb) for lb in labels]
+        present = [v for v in vals if v is not None]
+        best = max(present) if present else None
+        cells = [f"**{_fmt(v)}**" if v is not None and len(labels) > 1 and round(v, 3) == round(best, 3) else _fmt(v)
+                 for v in vals]
+        lines.append(f"| {d} | " + " | ".join(cells) + f" | {notes.get(d, '')} |")
+    trained = [r for d, r in rows.items() if r and d in digits]
+    if trained:
+        means = [np.mean([r[lb] for r in trained if r.get(lb) is not None]) for lb in labels]
+        lines.append(f"| mean of {len(trained)} | " + " | ".join(_fmt(m) for m in means) + " | |")
+    return "\n".join(lines)
+
+
+def holdout_bar_chart(rows: Mapping[int, Optional[Mapping[str, float]]], labels: Sequence[str] = ("AE", "NAE"),
+                      digits: Sequence[int] = range(10), figsize=(7.5, 3.0), title: Optional[str] = None):
+    """Bars of AUROC per held-out digit, the models side by side; digits without a model
+    get a grey "n/a" mark instead of bars.  Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    digits = list(digits)
+    fig, ax = plt.subplots(figsize=figsize)
+    width = 0.8 / len(labels)
+    colors = ["tab:gray", "tab:red", "tab:blue", "tab:green"]
+    for k, lb in enumerate(labels):
+        xs, ys = [], []
+        for i, d in enumerate(digits):
+            r = rows.get(d)
+            if r and r.get(lb) is not None:
+                xs.append(i - 0.4 + width * (k + 0.5))
+                ys.append(r[lb])
+        ax.bar(xs, ys, width=width, label=lb, color=colors[k % len(colors)])
+    for i, d in enumerate(digits):
+        if not rows.get(d):
+            ax.text(i, 0.03, "n/a", ha="center", va="bottom", fontsize=8, color="0.4", rotation=90)
+    ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance")
+    ax.set_xticks(range(len(digits)))
+    ax.set_xticklabels([str(d) for d in digits])
+    ax.set_xlabel("held-out digit")
+    ax.set_ylabel("AUROC")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sample_figure(x: torch.Tensor, nrow: int = 8, title: Optional[str] = None, size: float = 4.0):
+    """A grid of images (samples) in one small figure."""
+    import matplotlib.pyplot as plt
+
+    n = x.shape[0]
+    rows = (n + nrow - 1) // nrow
+    fig, ax = plt.subplots(figsize=(size, size * rows / min(nrow, n)))
+    show_images(ax, x, nrow=nrow, title=title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,160 @@
+"""Fast tests of the MNIST notebook's helpers (nae.mnist_figures) and recipes."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nae import mnist_figures as mf  # noqa: E402
+from nae.config import load_config  # noqa: E402
+from nae.models import build_model  # noqa: E402
+from nae.notebook import recipe_config  # noqa: E402
+from nae.recipes import RECIPES, get_recipe  # noqa: E402
+
+
+def _fake_result(aurocs, n_in=100):
+    return {"in_distribution": "MNIST", "n_in": n_in, "auroc": dict(aurocs), "n": {k: 50 for k in aurocs},
+            "absent": {}}
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def test_every_mnist_recipe_exists():
+    assert "mnist_ood_nae" in RECIPES
+    for d in range(10):
+        r = get_recipe(f"mnist_holdout_{d}")
+        assert r.config == "mnist_holdout"
+        assert r.ood == ["heldout"]
+        assert f"data.holdout=[{d}]" in r.overrides
+
+
+@pytest.mark.parametrize("budget", ["smoke", "full"])
+def test_mnist_recipes_load_in_both_budgets(budget):
+    cfg = recipe_config("mnist_ood_nae", budget)
+    assert cfg.budget == budget and cfg.data.indist == "MNIST"
+    for d in (0, 1, 9):
+        c = recipe_config(f"mnist_holdout_{d}", budget)
+        assert c.data.holdout == [d] and c.data.indist == "MNISTHoldout"
+    if budget == "full":
+        # the published budget keeps the paper's chains and loss
+        assert cfg.sampler.z_chain.n_steps == 10 and cfg.sampler.x_chain.n_steps == 50
+        assert cfg.train.nae.gamma == 1.0 and cfg.train.nae.max_iters is not None
+        assert c.train.nae.loss == "v2"
+    else:
+        smoke = load_config("mnist_ood", budget="smoke")
+        assert cfg.train.nae.max_iters == smoke.train.nae.max_iters
+        assert cfg.data.n_train == smoke.data.n_train
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_auroc_markdown_rows_and_bold_best():
+    res = {"AE": _fake_result({"Constant": 0.25, "Noise": 1.0}),
+           "NAE": _fake_result({"Constant": 0.9876, "Noise": 1.0})}
+    md = mf.auroc_markdown(res)
+    lines = md.splitlines()
+    assert lines[0] == "In-distribution: MNIST test set, n = 100."
+    assert "| outlier set | n | AUROC AE | AUROC NAE |" in lines
+    const = next(l for l in lines if l.startswith("| Constant"))
+    assert const == "| Constant | 50 | 0.250 | **0.988** |"
+    noise = next(l for l in lines if l.startswith("| Noise"))
+    assert noise.count("**1.000**") == 2  # a tie: both bold
+
+
+def test_auroc_markdown_absent_set():
+    res = {"AE": _fake_result({"SVHN": None}), "NAE": _fake_result({"SVHN": None})}
+    assert "| SVHN | 50 | – | – |" in mf.auroc_markdown(res)
+    with pytest.raises(ValueError):
+        mf.auroc_markdown({})
+
+
+def test_holdout_markdown_marks_untrained_digits_and_invents_nothing():
+    rows = {1: {"AE": 0.1, "NAE": 0.8}, 9: {"AE": 0.6, "NAE": 0.5}}
+    md = mf.holdout_markdown(rows, notes={1: "3 min"})
+    lines = md.splitlines()
+    assert len(lines) == 2 + 10 + 1  # header, separator, ten digits, mean
+    assert lines[2 + 1] == "| 1 | 0.100 | **0.800** | 3 min |"
+    assert lines[2 + 9] == "| 9 | **0.600** | 0.500 |  |"
+    for d in (0, 2, 3, 4, 5, 6, 7, 8):
+        assert lines[2 + d] == f"| {d} | – | – | {mf.NOT_TRAINED} |"
+    assert lines[-1] == "| mean of 2 | 0.350 | 0.650 | |"
+
+
+def test_holdout_markdown_nothing_trained():
+    md = mf.holdout_markdown({})
+    assert md.count(mf.NOT_TRAINED) == 10 and "mean" not in md
+
+
+def test_holdout_bar_chart_bars_only_for_trained_digits():
+    rows = {1: {"AE": 0.1, "NAE": 0.8}, 7: {"AE": 0.3, "NAE": 0.9}}
+    fig = mf.holdout_bar_chart(rows)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches)
+    assert heights == [0.1, 0.3, 0.8, 0.9]
+    assert sum(t.get_text() == "n/a" for t in ax.texts) == 8
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in range(10)]
+    matplotlib.pyplot.close(fig)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    cfg = load_config("mnist_ood", budget="smoke")
+    torch.manual_seed(0)
+    nae_model = build_model(cfg).eval()
+    cfg_ae = load_config("mnist_ood", budget="smoke", overrides=["model.kind=ae"])
+    ae = build_model(cfg_ae).eval()
+    nae_model.config = cfg
+    return cfg, ae, nae_model
+
+
+def test_example_images_are_fixed_by_seed(tiny_models):
+    cfg = tiny_models[0]
+    a = mf.example_images(cfg, ["MNIST", "Constant"], n=3, seed=0)
+    b = mf.example_images(cfg, ["MNIST", "Constant"], n=3, seed=0)
+    c = mf.example_images(cfg, ["MNIST"], n=3, seed=1)
+    assert list(a) == ["MNIST", "Constant"]
+    assert a["MNIST"].shape == (3, 1, 28, 28) and a["MNIST"].dtype == torch.float32
+    assert torch.equal(a["MNIST"], b["MNIST"]) and torch.equal(a["Constant"], b["Constant"])
+    assert not torch.equal(a["MNIST"], c["MNIST"])
+    # a Constant image is one grey level
+    x = a["Constant"]
+    assert torch.all(x.flatten(1).std(1) == 0)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_reconstruction_figure_layout_and_energies(tiny_models):
+    _, ae, nae_model = tiny_models
+    images = {"A": torch.rand(4, 1, 28, 28), "B": torch.zeros(4, 1, 28, 28)}
+    fig = mf.reconstruction_figure(images, {"AE": ae, "NAE": nae_model})
+    assert len(fig.axes) == 3 * 2
+    axes = np.array(fig.axes).reshape(3, 2)
+    assert [a.get_title() for a in axes[0]] == ["A", "B"]
+    assert [a.get_ylabel() for a in axes[:, 0]] == ["input", "AE", "NAE"]
+    with torch.no_grad():
+        e = float(ae.energy(images["B"]).mean())
+    assert axes[1, 1].get_xlabel() == f"E = {e:.3f}"
+    matplotlib.pyplot.close(fig)
+
+
+def test_evaluate_pair_runs_both_models_on_the_same_images(tiny_models):
+    cfg, ae, nae_model = tiny_models
+    res = mf.evaluate_pair({"AE": ae, "NAE": nae_model}, cfg, ["Constant"], n=20)
+    assert set(res) == {"AE", "NAE"}
+    for r in res.values():
+        assert r["n_in"] == 20 and r["n"]["Constant"] == 20
+        assert 0.0 <= r["auroc"]["Constant"] <= 1.0
+
+
+def test_sample_figure_shape():
+    fig = mf.sample_figure(torch.rand(16, 1, 28, 28), nrow=8)
+    ax = fig.axes[0]
+    img = ax.get_images()[0].get_array()
+    assert img.shape[:2] == (2 * 30 + 2, 8 * 30 + 2)
+    matplotlib.pyplot.close(fig)
