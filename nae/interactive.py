@@ -169,6 +169,20 @@ def energy_percentile(model, energy: float, reference: torch.Tensor, batch_size:
     return float((e < energy).float().mean())
 
 
+_FA_LINK = '<link rel="stylesheet"\nhref="https://maxcdn.bootstrapcdn.com/font-awesome/4.4.0/css/font-awesome.min.css">'
+_BUTTON_GLYPHS = {"fast-backward": "\u23ee", "step-backward": "\u25c0", "play": "\u25b6", "pause": "\u23f8",
+                  "step-forward": "\u25b6|", "fast-forward": "\u23ed", "minus": "\u2212", "plus": "+"}
+
+
+def animation_html(anim) -> str:
+    """``anim.to_jshtml()`` without the font-awesome stylesheet that matplotlib loads
+    from a CDN: the player's buttons get plain unicode glyphs, so the page works offline."""
+    html = anim.to_jshtml()
+    css = "".join(f".anim-buttons .fa-{k}:before{{content:\"{v}\";font-style:normal}}"
+                  for k, v in _BUTTON_GLYPHS.items())
+    return html.replace(_FA_LINK, f"<style>{css}</style>")
+
+
 def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str = "images", background=None,
                     lim: float = 4.0, nrow: int = 8, interval: int = 150):
     """A matplotlib animation of a chain (for ``anim.to_jshtml()`` in the static book).
