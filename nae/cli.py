@@ -13,18 +13,18 @@ from .errors import NAEError
 
 
 def _train(args) -> int:
-    from .config import load_config, load_saved_config
+    from .config import extend_schedule, load_config, load_saved_config
     from .train import train
 
     out = Path(args.out) if args.out else None
     if args.resume:
         if out is None:
             raise NAEError("--resume needs --out RUN_DIR (the run directory to continue)")
-        if args.overrides:
-            raise NAEError("key=value overrides cannot be combined with --resume (the run keeps its config)")
         cfg = load_saved_config(out / "config.yml") if (out / "config.yml").is_file() else None
         if cfg is None:
             raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
+        if args.overrides:  # only the schedule may change (train longer); anything else is a ConfigError
+            cfg = extend_schedule(cfg, args.overrides)
     else:
         overrides = list(args.overrides)
         if args.data:
@@ -34,7 +34,8 @@ def _train(args) -> int:
             cfg.device = args.device
         if out is None:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
-    t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet)
+    t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet,
+              extend=list(args.overrides) if args.resume else ())
     status = "finished" if t.state["done"] else "paused (continue with --resume)"
     if t.rank == 0:
         extra = f" ({t.world} processes, global batch {cfg.data.batch_size})" if t.world > 1 else ""
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="a YAML file or a name in configs/ (e.g. mnist_ood)")
     t.add_argument("--budget", choices=["smoke", "full"], help="default: $NAE_BUDGET, else full")
     t.add_argument("--out", help="run directory (default runs/NAME-BUDGET)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint; key=value may then only change the "
+                        "schedule (e.g. train.nae.max_iters=300 to train a finished run longer)")
     t.add_argument("--max-minutes", type=float, help="stop cleanly at a checkpoint after this many minutes")
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: the config's, auto)")
     t.add_argument("--data", help="in-distribution data instead of the config's: a registered name, "
@@ -133,6 +136,8 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    if args.command == "train" and args.config and "=" in args.config and not Path(args.config).exists():
+        args.overrides, args.config = [args.config, *args.overrides], None  # `--resume --out RUN key=value`
     if args.command == "train" and not args.resume and not args.config:
         parser.error("train needs a CONFIG (or --resume --out RUN_DIR)")
     try:

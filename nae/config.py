@@ -369,3 +369,29 @@ def load_saved_config(path: Path) -> RunConfig:
     cfg = from_dict(RunConfig, raw)
     cfg.budget = budget
     return cfg
+
+
+#: keys that may change when a run is resumed: the schedule only (how long, how often to
+#: validate or checkpoint), never what is computed
+SCHEDULE_KEYS = ("train.ae.max_iters", "train.ae.epochs", "train.ae.val_every",
+                 "train.nae.max_iters", "train.nae.epochs", "train.nae.val_every", "train.ckpt_every")
+
+
+def extend_schedule(cfg: RunConfig, overrides=()) -> RunConfig:
+    """A copy of a saved run's config with schedule keys changed (``train.nae.max_iters=300``).
+
+    Used by ``--resume`` to train a run longer than first planned; any other key is an
+    error, because it would change the computation half-way through a run.
+    """
+    raw = cfg.to_dict()
+    raw.pop("budget", None)
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        if key not in SCHEDULE_KEYS:
+            raise ConfigError(f"{key!r} cannot change when a run is resumed (it would change the computation); "
+                              f"only the schedule can: {', '.join(SCHEDULE_KEYS)}. Start a new run for other changes.")
+        _set_dotted(raw, key, value, RunConfig)
+    new = from_dict(RunConfig, raw)
+    new.budget = cfg.budget
+    validate(new)
+    return new

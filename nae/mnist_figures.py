@@ -187,3 +187,62 @@ def sample_figure(x: torch.Tensor, nrow: int = 8, title: Optional[str] = None, s
     show_images(ax, x, nrow=nrow, title=title)
     fig.tight_layout()
     return fig
+
+
+def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout", phase: str = "nae") -> dict:
+    """``{digit: [(iteration, value), ...]}`` from each run's ``metrics.jsonl`` (the periodic
+    validations: by default the AUROC of the held-out digit on the validation split)."""
+    import json
+    from pathlib import Path
+
+    out = {}
+    for d, run_dir in run_dirs.items():
+        path = Path(run_dir) / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        pts = {}
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("event") == "validation" and r.get("phase") == phase and key in r:
+                pts[r["step"]] = r[key]  # a step validated twice (an extended run): the last value
+        if pts:
+            out[d] = sorted(pts.items())
+    return out
+
+
+def validation_auroc(model, cfg, ood: str = "heldout") -> float:
+    """The AUROC that training logs at each validation (validation split, ``data.n_val``
+    images of each side), for a model that was not logged that way, e.g. the pre-trained AE."""
+    from .metrics import auroc
+    from .train import outlier_set, training_sets
+
+    _, val = training_sets(cfg)
+    x_out = outlier_set(cfg, ood, "val", n=cfg.data.n_val or 2000).as_float()
+    bs = cfg.data.eval_batch_size
+    e_in, e_out = model.predict(val.as_float(), bs), model.predict(x_out, bs)
+    return float(auroc(e_in.numpy(), e_out.numpy()))
+
+
+def validation_curves_figure(curves: Mapping[int, Sequence], ae_auroc: Optional[Mapping[int, float]] = None,
+                             figsize=(7.5, 3.2), title: Optional[str] = None):
+    """One line per digit: validation AUROC against NAE iteration, starting (iteration 0)
+    at the AE's AUROC when ``ae_auroc`` gives it.  Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    cmap = plt.get_cmap("tab10")
+    for d in sorted(curves):
+        pts = list(curves[d])
+        if ae_auroc and ae_auroc.get(d) is not None:
+            pts = [(0, ae_auroc[d])] + pts
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, "o-", ms=3, lw=1.2, color=cmap(d % 10), label=f"digit {d}")
+    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("NAE iteration (0 = the pre-trained AE)" if ae_auroc else "NAE iteration")
+    ax.set_ylabel("AUROC of the held-out digit")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

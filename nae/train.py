@@ -39,7 +39,7 @@ from typing import Optional
 import torch
 
 from . import checkpoint as ckpt
-from .config import RunConfig, load_saved_config, save_config
+from .config import RunConfig, extend_schedule, load_saved_config, save_config
 from .errors import CheckpointError, DivergenceError, NAEError
 from .models import build_model
 
@@ -256,14 +256,24 @@ class Trainer:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def resume(cls, run_dir, callbacks=(), progress: bool = True, device=None) -> "Trainer":
+    def resume(cls, run_dir, callbacks=(), progress: bool = True, device=None, extend=()) -> "Trainer":
+        """Continues the run in ``run_dir`` from its checkpoint.
+
+        ``extend``: schedule overrides (``["train.nae.max_iters=300"]``, see
+        ``nae.config.SCHEDULE_KEYS``) to train longer than first planned; a finished run whose
+        last phase gets a larger budget is reopened where that phase stopped.
+        """
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.pt"
         if not path.is_file():
             raise CheckpointError(f"cannot resume: {path} does not exist (start the run without --resume)")
         cfg = load_saved_config(run_dir / "config.yml")
+        if extend:
+            cfg = extend_schedule(cfg, extend)
         t = cls(cfg, run_dir, callbacks, progress, device)
         t.load_state(ckpt.load_checkpoint(path, map_location=t.device))
+        if extend:
+            t._reopen_if_extended()
         if t.world > 1:
             rank_file = run_dir / f"rank{t.rank}.pt"
             if t.rank > 0:
@@ -275,6 +285,26 @@ class Trainer:
                     t.model.sampler.load_state_dict(obj["sampler"], t.device)
                 ckpt.set_rng_state(obj["rng"], t.generator)
         return t
+
+    def _reopen_if_extended(self) -> None:
+        """After ``extend``: reopens a finished run's last phase when its budget grew."""
+        if self.state["phase"] != "finished":
+            return
+        last = self.phases[-1]
+        pc = self.phase_cfg(last)
+        ended = self.state.get("ended")
+        if ended is None:  # checkpoints written before "ended" was recorded: the phase stopped at its budget
+            old_cfg = load_saved_config(self.run_dir / "config.yml")  # not yet rewritten with the extension
+            old_pc = getattr(old_cfg.train, "ae" if last == "ae" else "nae")
+            per_epoch = self.iters_per_epoch()
+            step = old_pc.max_iters if old_pc.max_iters is not None else old_pc.epochs * per_epoch
+            ended = {"phase": last, "step": step, "epoch": step // per_epoch, "iter_in_epoch": step % per_epoch}
+        total = min(pc.epochs * self.iters_per_epoch(), pc.max_iters if pc.max_iters is not None else math.inf)
+        if ended["phase"] != last or ended["step"] >= total:
+            return
+        self.state.update({"phase": last, "step": ended["step"], "epoch": ended["epoch"],
+                           "iter_in_epoch": ended["iter_in_epoch"], "done": False})
+        self._emit("reopened", {"phase": last, "from_step": ended["step"], "to_step": total})
 
     def _make_optimizer(self, phase: str):
         m = self.model
@@ -590,6 +620,7 @@ class Trainer:
         self._emit("phase_end", {"phase": phase, "wall_s": self.state["wall_s"]})
         idx = self.phases.index(phase)
         nxt = self.phases[idx + 1] if idx + 1 < len(self.phases) else "finished"
+        self.state["ended"] = {k: self.state[k] for k in ("phase", "step", "epoch", "iter_in_epoch")}
         self.state.update({"phase": nxt, "epoch": 0, "iter_in_epoch": 0, "step": 0})
         if nxt != "finished":
             self.optimizer = self._make_optimizer(nxt)
@@ -597,11 +628,14 @@ class Trainer:
 
 
 def train(cfg: RunConfig, run_dir, resume: bool = False, max_minutes=None, progress: bool = True,
-          callbacks=()) -> Trainer:
-    """Trains (or resumes) a run; returns the trainer.  See :class:`Trainer`."""
+          callbacks=(), extend=()) -> Trainer:
+    """Trains (or resumes) a run; returns the trainer.  See :class:`Trainer`.
+
+    ``extend`` (with ``resume``): schedule overrides to train longer, see :meth:`Trainer.resume`.
+    """
     run_dir = Path(run_dir)
     if resume:
-        t = Trainer.resume(run_dir, callbacks, progress)
+        t = Trainer.resume(run_dir, callbacks, progress, extend=extend)
     else:
         if (run_dir / "checkpoint.pt").exists():
             raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")

@@ -109,3 +109,16 @@ def test_holdout_run_evaluates_heldout_digits(tmp_path):
     assert res["in_distribution"] == "MNISTHoldout" and "heldout" in p.stdout
     assert res["n"]["heldout"] == 300 and res["n_in"] == 300
     assert 0.0 <= res["auroc"]["heldout"] <= 1.0
+
+
+def test_resume_extends_the_schedule_only(tmp_path):
+    run = tmp_path / "r"
+    nae("train", "toy2d", "--budget", "smoke", "--out", run, "--quiet")
+    p = nae("train", "--resume", "--out", run, "train.nae.lr=1", check=False)
+    assert p.returncode == 2 and "cannot change when a run is resumed" in p.stderr and "Traceback" not in p.stderr
+    n_before = len((run / "metrics.jsonl").read_text().splitlines())
+    p = nae("train", "--resume", "--out", run, "--quiet", "train.nae.max_iters=8")
+    assert "run finished" in p.stdout
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()[n_before:]]
+    assert events[0]["event"] == "reopened" and events[0]["from_step"] == 5 and events[0]["to_step"] == 8
+    assert [e["step"] for e in events if e["event"] == "phase_end"] == [8]

@@ -158,3 +158,35 @@ def test_sample_figure_shape():
     img = ax.get_images()[0].get_array()
     assert img.shape[:2] == (2 * 30 + 2, 8 * 30 + 2)
     matplotlib.pyplot.close(fig)
+
+
+def test_validation_curves_read_the_runs_log(tmp_path):
+    import json
+
+    log = [{"event": "validation", "phase": "ae", "step": 100, "val_energy": 0.03},
+           {"event": "validation", "phase": "nae", "step": 20, "auroc_heldout": 0.4},
+           {"event": "step", "phase": "nae", "step": 30, "e_pos": 0.1},
+           {"event": "validation", "phase": "nae", "step": 40, "auroc_heldout": 0.5},
+           {"event": "validation", "phase": "nae", "step": 40, "auroc_heldout": 0.55},  # revalidated on resume
+           {"event": "validation", "phase": "nae", "step": 60, "auroc_heldout": 0.7}]
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    curves = mf.validation_curves({1: tmp_path / "r1", 2: tmp_path / "missing"})
+    assert curves == {1: [(20, 0.4), (40, 0.55), (60, 0.7)]}
+    fig = mf.validation_curves_figure(curves, ae_auroc={1: 0.1})
+    (line,) = fig.axes[0].get_lines()[:1]
+    assert list(line.get_xdata()) == [0, 20, 40, 60] and list(line.get_ydata()) == [0.1, 0.4, 0.55, 0.7]
+    matplotlib.pyplot.close(fig)
+
+
+def test_validation_auroc_matches_what_training_logs(tmp_path):
+    """The helper gives the AUROC the trainer logs at a validation, for the same weights."""
+    from nae.train import Trainer
+
+    cfg = load_config("mnist_holdout", budget="smoke", overrides=["data.holdout=[1]", "train.nae.max_iters=1",
+                                                                   "train.nae.val_every=1"])
+    t = Trainer(cfg, tmp_path / "ho", progress=False)
+    t.fit()
+    logged = [v for _, v in t.history.series("auroc_heldout", event="validation")][-1]
+    t.model.eval()
+    assert mf.validation_auroc(t.model, cfg) == pytest.approx(logged, abs=1e-9)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nae.checkpoint import load_checkpoint
-from nae.config import load_config
+from nae.config import load_config, load_saved_config
 from nae.errors import CheckpointError, DivergenceError
 from nae.run import load_run
 from nae.train import Trainer
@@ -157,3 +157,42 @@ def test_max_minutes_pauses_at_a_checkpoint_and_resume_finishes(tmp_path):
     r = Trainer.resume(tmp_path / "run", progress=False)
     assert r.fit() == "done" and r.state["done"]
     assert (tmp_path / "run" / "model.pt").exists()
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    """`--resume` with a larger max_iters reopens the last phase where it stopped; other keys are refused."""
+    from nae.config import ConfigError
+
+    t = Trainer(toy_cfg(), tmp_path / "r", progress=False)
+    assert t.fit() == "done"
+    before = _params(t.model)
+    assert t.state["ended"] == {"phase": "nae", "step": 8, "epoch": 0, "iter_in_epoch": 8}
+    # the same budget: nothing to do
+    same = Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.max_iters=8"])
+    assert same.fit() == "done" and same.state["phase"] == "finished"
+    # a larger budget: 8 -> 13 iterations, continuing from the finished weights and optimiser
+    more = Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.max_iters=13"])
+    assert more.state["phase"] == "nae" and more.state["step"] == 8
+    opt_steps = more.optimizer.state_dict()["state"][0]["step"]
+    assert int(opt_steps) == 8  # the NAE optimiser's moments were kept
+    assert more.fit() == "done"
+    assert len(more.history.series("e_neg")) == 5
+    assert load_saved_config(tmp_path / "r" / "config.yml").train.nae.max_iters == 13  # the new schedule is recorded
+    assert any(not torch.equal(before[k], v) for k, v in _params(more.model).items())
+    with pytest.raises(ConfigError, match="cannot change when a run is resumed"):
+        Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.lr=1.0"])
+
+
+def test_extend_works_on_checkpoints_without_the_ended_record(tmp_path):
+    """Runs finished before the "ended" record existed are reopened at their old budget."""
+    import nae.checkpoint as ckpt
+
+    t = Trainer(toy_cfg(), tmp_path / "r", progress=False)
+    t.fit()
+    obj = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    del obj["state"]["ended"]
+    ckpt.atomic_save(obj, tmp_path / "r" / "checkpoint.pt")
+    more = Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.max_iters=10"])
+    assert (more.state["phase"], more.state["step"], more.state["epoch"], more.state["iter_in_epoch"]) == ("nae", 8, 1, 0)
+    assert more.fit() == "done"
+    assert len(more.history.series("e_neg")) == 2
