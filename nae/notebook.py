@@ -38,7 +38,16 @@ def hardware() -> str:
 
     if torch.cuda.is_available():
         return f"1x {torch.cuda.get_device_name(0)}"
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = platform.processor() or platform.machine()
+    try:  # the CPU model, e.g. "AMD EPYC"
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = f"{line.split(':', 1)[1].strip()} {platform.machine()}"
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    return f"{name} CPU, {os.cpu_count()} cores, {threads} torch thread{'s' if threads != 1 else ''}"
 
 
 def recipe_config(name: str, budget_name: str):

@@ -20,6 +20,15 @@ from nae.pretrained import load_pretrained, publish  # noqa: E402
 from nae.recipes import RECIPES, get_recipe  # noqa: E402
 
 
+def _load() -> str:
+    """The machine's load when the model was published: wall times on shared cores depend on it."""
+    import os
+
+    if not hasattr(os, "getloadavg"):
+        return ""
+    return f"; load average {os.getloadavg()[1]:.1f} over the last 5 min (other jobs shared the cores)"
+
+
 def make(name: str, resume: bool = False) -> dict:
     r = get_recipe(name)
     cfg = recipe_config(name, "full")
@@ -27,7 +36,7 @@ def make(name: str, resume: bool = False) -> dict:
     t0 = time.time()
     run_dir, wall = train_recipe(name, "full", run_dir, fresh=not resume)
     info = {"config": f"configs/{r.config}.yml" if not r.config.endswith(".yml") else r.config,
-            "budget": "full", "overrides": list(r.overrides) + list(r.full), "hardware": hardware(),
+            "budget": "full", "overrides": list(r.overrides) + list(r.full), "hardware": hardware() + _load(),
             "wall_time_s": round(wall, 1), "description": r.description,
             "date": time.strftime("%Y-%m-%d")}
     publish(run_dir, name, {**info, "metrics": None})

@@ -14,7 +14,8 @@ the 2 shared CPU cores these models were trained on: one NAE step there (batch 1
   (10 latent + 50 input steps) and loss E(x+) - E(x-) + gamma E(x-)^2, gamma = 1;
 * validation on 1,000 images every 100 AE / 20 NAE iterations.
 
-The hold-out models of digits 1, 2, 3, 4, 7 and 9 (and mnist_ood_nae) were first trained
+mnist_ood_nae keeps 40 NAE iterations (validated every 10).  The hold-out models of
+digits 1, 2, 3, 4, 7 and 9 were first trained
 with 40 NAE iterations (digit 1: 60), validated every 10, and then continued to 100 with
 ``scripts/make_pretrained.py --resume`` (``--resume`` may raise ``max_iters``; the run is
 reopened where it stopped, optimiser and replay buffer included); their logs show both.
@@ -43,13 +44,15 @@ FULL = [
 HOLDOUT_ORDER = (1, 9, 7, 4, 2, 3, 5, 6, 8, 0)
 
 RECIPES = {
+    # trained before the budget grew to 100 NAE iterations; its AUROCs were already 0.99+
+    # on the sets the AE misses, so the CPU time went to the hold-out models instead
     "mnist_ood_nae": Recipe(
-        config="mnist_ood", full=list(FULL), eval_n=1000,
+        config="mnist_ood", full=list(FULL) + ["train.nae.max_iters=40", "train.nae.val_every=10"], eval_n=1000,
         description="NAE on MNIST; outliers FashionMNIST, Omniglot, Constant, ConstantGray, Noise "
                     "(short CPU budget: 500 AE + 40 NAE iterations at batch 32)"),
 }
 #: NAE iterations of published hold-out models where they differ from FULL's
-NAE_ITERS: dict = {}
+NAE_ITERS: dict = {1: 300, 9: 200}
 
 for _k in range(10):
     _it = NAE_ITERS.get(_k, 100)
