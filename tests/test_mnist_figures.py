@@ -190,3 +190,22 @@ def test_validation_auroc_matches_what_training_logs(tmp_path):
     logged = [v for _, v in t.history.series("auroc_heldout", event="validation")][-1]
     t.model.eval()
     assert mf.validation_auroc(t.model, cfg) == pytest.approx(logged, abs=1e-9)
+
+
+def test_per_digit_energies_and_table(tiny_models):
+    _, ae, nae_model = tiny_models
+    rep = mf.per_digit_energies({"AE": ae, "NAE": nae_model}, heldout=9, n=300)
+    from nae.data import load_dataset
+
+    test = load_dataset("MNIST", "test", n=300)
+    y = np.asarray(test.labels)
+    with torch.no_grad():
+        e = ae.predict(test.as_float()).numpy()
+    assert rep["AE"]["mean_energy"][3] == pytest.approx(float(e[y == 3].mean()), rel=1e-6)
+    assert set(rep["NAE"]["auroc_vs_digit"]) == set(range(9))  # every inlier digit, not the held-out one
+    from nae.metrics import auroc
+
+    assert rep["AE"]["auroc_vs_digit"][1] == pytest.approx(float(auroc(e[y == 1], e[y == 9])))
+    md = mf.per_digit_markdown(rep, 9)
+    lines = md.splitlines()
+    assert len(lines) == 2 + 10 and lines[-1].startswith("| **9** (held out)")
