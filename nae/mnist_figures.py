@@ -168,7 +168,12 @@ def holdout_bar_chart(rows: Mapping[int, Optional[Mapping[str, float]]], labels:
     ax.set_xticks(range(len(digits)))
     ax.set_xticklabels([str(d) for d in digits])
     ax.set_xlabel("held-out digit")
-    ax.set_ylabel("AUROC")
+    return _finish_auroc_axes(fig, ax, "AUROC", title)
+
+
+def _finish_auroc_axes(fig, ax, ylabel: str, title: Optional[str]):
+    """The common end of the AUROC plots: [0, 1] axis, legend outside on the right, title."""
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if title:
@@ -239,13 +244,7 @@ def validation_curves_figure(curves: Mapping[int, Sequence], ae_auroc: Optional[
         ax.plot(xs, ys, "o-", ms=3, lw=1.2, color=cmap(d % 10), label=f"digit {d}")
     ax.axhline(0.5, color="k", lw=0.8, ls=":")
     ax.set_xlabel("NAE iteration (0 = the pre-trained AE)" if ae_auroc else "NAE iteration")
-    ax.set_ylabel("AUROC of the held-out digit")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_auroc_axes(fig, ax, "AUROC of the held-out digit", title)
 
 
 def per_digit_energies(models: Mapping[str, torch.nn.Module], heldout: int, n: Optional[int] = None) -> dict:
