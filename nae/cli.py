@@ -13,7 +13,7 @@ from .errors import NAEError
 
 
 def _train(args) -> int:
-    from .config import extend_schedule, load_config, load_saved_config
+    from .config import load_config, load_saved_config
     from .train import train
 
     out = Path(args.out) if args.out else None
@@ -23,8 +23,7 @@ def _train(args) -> int:
         cfg = load_saved_config(out / "config.yml") if (out / "config.yml").is_file() else None
         if cfg is None:
             raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
-        if args.overrides:  # only the schedule may change (train longer); anything else is a ConfigError
-            cfg = extend_schedule(cfg, args.overrides)
+        # key=value with --resume: the schedule only (train() refuses other keys with a ConfigError)
     else:
         overrides = list(args.overrides)
         if args.data:

@@ -377,6 +377,19 @@ SCHEDULE_KEYS = ("train.ae.max_iters", "train.ae.epochs", "train.ae.val_every",
                  "train.nae.max_iters", "train.nae.epochs", "train.nae.val_every", "train.ckpt_every")
 
 
+def schedule_changes(saved: RunConfig, new: RunConfig) -> list:
+    """``[(key, new value), ...]`` for the schedule keys where ``new`` differs from ``saved``:
+    the ``extend`` that brings a saved run to a grown schedule."""
+    changes = []
+    for key in SCHEDULE_KEYS:
+        a, b = saved, new
+        for part in key.split("."):
+            a, b = getattr(a, part), getattr(b, part)
+        if a != b:
+            changes.append((key, b))
+    return changes
+
+
 def extend_schedule(cfg: RunConfig, overrides=()) -> RunConfig:
     """A copy of a saved run's config with schedule keys changed (``train.nae.max_iters=300``).
 

@@ -68,15 +68,9 @@ def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = Tru
     resume = (run_dir / "checkpoint.pt").exists()
     extend = []
     if resume and (run_dir / "config.yml").is_file():  # the recipe's schedule may have grown since
-        from .config import SCHEDULE_KEYS, load_saved_config
+        from .config import load_saved_config, schedule_changes
 
-        saved = load_saved_config(run_dir / "config.yml")
-        for key in SCHEDULE_KEYS:
-            new, old = cfg, saved
-            for part in key.split("."):
-                new, old = getattr(new, part), getattr(old, part)
-            if new != old:
-                extend.append((key, new))
+        extend = schedule_changes(load_saved_config(run_dir / "config.yml"), cfg)
     t = train(cfg, run_dir, resume=resume, progress=progress, extend=extend)
     # a resumed run: its whole training time (every session), not just this call's
     return run_dir, max(t.state.get("wall_s", 0.0), time.time() - t0) if resume else time.time() - t0

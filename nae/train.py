@@ -291,15 +291,13 @@ class Trainer:
         if self.state["phase"] != "finished":
             return
         last = self.phases[-1]
-        pc = self.phase_cfg(last)
         ended = self.state.get("ended")
         if ended is None:  # checkpoints written before "ended" was recorded: the phase stopped at its budget
             old_cfg = load_saved_config(self.run_dir / "config.yml")  # not yet rewritten with the extension
-            old_pc = getattr(old_cfg.train, "ae" if last == "ae" else "nae")
+            step = self.phase_total_iters(pc=getattr(old_cfg.train, "ae" if last == "ae" else "nae"))
             per_epoch = self.iters_per_epoch()
-            step = old_pc.max_iters if old_pc.max_iters is not None else old_pc.epochs * per_epoch
             ended = {"phase": last, "step": step, "epoch": step // per_epoch, "iter_in_epoch": step % per_epoch}
-        total = min(pc.epochs * self.iters_per_epoch(), pc.max_iters if pc.max_iters is not None else math.inf)
+        total = self.phase_total_iters(last)
         if ended["phase"] != last or ended["step"] >= total:
             return
         self.state.update({"phase": last, "step": ended["step"], "epoch": ended["epoch"],
@@ -321,8 +319,9 @@ class Trainer:
     def phase_cfg(self, phase=None):
         return getattr(self.cfg.train, "ae" if (phase or self.state["phase"]) == "ae" else "nae")
 
-    def phase_total_iters(self) -> int:
-        pc = self.phase_cfg()
+    def phase_total_iters(self, phase=None, pc=None) -> int:
+        """Iterations of a phase (default: the current one) under its config ``pc``."""
+        pc = pc or self.phase_cfg(phase)
         per_epoch = self.iters_per_epoch()
         total = pc.epochs * per_epoch
         return min(total, pc.max_iters) if pc.max_iters is not None else total

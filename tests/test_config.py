@@ -76,3 +76,13 @@ def test_bad_values(tmp_path):
         load_config(_write(tmp_path, "budgets: {medium: {}}\n"), budget="full")
     with pytest.raises(ConfigError, match="not found"):
         load_config("no_such_config", budget="full")
+
+
+def test_schedule_changes_lists_only_schedule_keys_that_differ():
+    from nae.config import extend_schedule, load_config, schedule_changes
+
+    a = load_config("toy2d", budget="smoke")
+    b = load_config("toy2d", budget="smoke", overrides=["train.nae.max_iters=50", "train.nae.lr=0.5"])
+    assert schedule_changes(a, b) == [("train.nae.max_iters", 50)]  # lr is not a schedule key
+    assert schedule_changes(a, a) == []
+    assert extend_schedule(a, schedule_changes(a, b)).train.nae.max_iters == 50
