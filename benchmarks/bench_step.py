@@ -1,7 +1,7 @@
 """Training-step, sampling and energy timings of our NAE, against a plain eager
 transcription of the original code (``benchmarks/eager_reference.py``).
 
-    python benchmarks/bench_step.py --config mnist_ood [--device cpu|cuda] [--precision fp32|bf16]
+    python benchmarks/bench_step.py --config mnist_ood [--device cpu|cuda] [--precision auto|fp32|bf16]
         [--iters 10] [--warmup 2] [--batch 128] [--json out.json] [--threads 2] [--no-eager]
 
 Reports medians (seconds) over ``--iters`` timed repetitions after ``--warmup`` untimed ones:
@@ -11,6 +11,9 @@ Reports medians (seconds) over ``--iters`` timed repetitions after ``--warmup`` 
   chain lengths from a warm replay buffer, loss, backward, Adam), batch ``--batch``;
 * ``sample64_s``: ``model.sample(64)`` (fresh latents, the config's chains);
 * ``energy_images_per_s``: energies without gradients, at batch 128 and 512;
+* ``grad_pass``: the energy + input-gradient pass of the Langevin chains at batch ``--batch``
+  (ours and eager), its GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and that as a
+  fraction of the fp32 matrix-product peak measured in the same run (a 2048^3 sgemm);
 * ``eager_nae_step_s``: the same NAE step in the eager reference (same weights, fp32 always,
   because the original has no bf16), and ``speedup_vs_eager`` = eager / ours.
 
@@ -100,7 +103,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="auto (default): bf16 where it is fast on this hardware, else fp32 (nae.precision)")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
@@ -108,27 +112,28 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-eager", action="store_true", help="skip the eager reference")
     ap.add_argument("--only", default=None,
-                    help="comma list of ae,nae,sample,energy (default: all)")
+                    help="comma list of ae,nae,sample,energy,grad (default: all)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--omp-wait", default=None, choices=("ACTIVE", "PASSIVE"),
                     help="OMP_WAIT_POLICY (default PASSIVE; applied before torch is imported)")
     args = ap.parse_args(argv)
 
-    from nae.langevin import cpu_bf16_fast, set_cpu_threads
-    from nae.train import Trainer, autocast, resolve_device
+    from nae.langevin import set_cpu_threads
+    from nae.precision import autocast, cpu_bf16_fast, cpu_bf16_native, isa_line, resolve_precision
+    from nae.train import Trainer, resolve_device
 
     device = resolve_device(args.device)
     threads = None
     if device.type == "cpu":
         threads = set_cpu_threads(args.threads)
-    parts = set((args.only or "ae,nae,sample,energy").split(","))
+    parts = set((args.only or "ae,nae,sample,energy,grad").split(","))
+    prec = resolve_precision(args.precision, device)
 
     cfg = load_config(args.config, budget="full")
-    cfg = replace(cfg, train=replace(cfg.train, precision=args.precision), device=str(device))
+    cfg = replace(cfg, train=replace(cfg.train, precision=prec), device=str(device))
     run_dir = Path(tempfile.mkdtemp(prefix="nae-bench-"))
     trainer = Trainer(cfg, run_dir, progress=False, device=str(device))
     model = trainer.model
-    prec = args.precision
     cl = prec == "bf16" and len(model.x_shape) == 3
     x_cpu, source = _real_batch(cfg, max(args.batch, 512))
     x = x_cpu[: args.batch].to(device)
@@ -137,9 +142,11 @@ def main(argv=None):
     n_it, n_wu = args.iters, args.warmup
 
     info = {
-        "config": args.config, "device": str(device), "precision": prec, "batch": args.batch,
+        "config": args.config, "device": str(device), "precision": prec, "precision_asked": args.precision,
+        "cpu": isa_line() if device.type == "cpu" else None, "batch": args.batch,
         "threads": threads, "iters": n_it, "warmup": n_wu, "data": source,
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_native": cpu_bf16_native() if device.type == "cpu" else None,
         "cpu_bf16_fast": cpu_bf16_fast() if device.type == "cpu" else None,
         "z_steps": cfg.sampler.z_chain.n_steps, "x_steps": cfg.sampler.x_chain.n_steps,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -148,8 +155,8 @@ def main(argv=None):
     }
     print("bench_step: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     if device.type == "cpu" and prec == "bf16" and not info["cpu_bf16_fast"]:
-        print("WARNING: this CPU has no native bf16 (AVX512-BF16/AMX): oneDNN falls back to slow "
-              "emulated kernels and bf16 will be much SLOWER than fp32 here.", flush=True)
+        print("WARNING: bf16 is slower than fp32 on this CPU (no AMX; without AVX512-BF16 it is even "
+              "emulated): see nae.precision.", flush=True)
     res: dict = {}
     samples: dict = {}
 
@@ -261,12 +268,80 @@ def main(argv=None):
                 line += f"; eager {b / med_ref:9.1f} images/s ({med_ref:.4f} s); speedup {med_ref / med:.2f}x"
             print(line, flush=True)
 
+    # -- the chains' energy + input-gradient pass: GFLOP/s against the fp32 matmul peak ----
+    if "grad" in parts:
+        res["grad_pass"] = grad_pass_report(cfg, model, x_cpu[: args.batch], device, prec, n_wu, n_it,
+                                            eager=not args.no_eager)
+
     info["load_avg_end"] = _load_avg()
     out = {**info, **res, "samples_s": samples}
     print(json.dumps({k: v for k, v in out.items() if k != "samples_s"}, indent=None, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
         print(f"wrote {args.json}")
+
+
+def matmul_peak_gflops(device, n: int = 2048, reps: int = 5) -> float:
+    """The fp32 matrix-product rate of this device with the current threads (best of ``reps``)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    best = min(_timed(lambda: a @ b, device) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _grad_pass(energy, x):
+    x = x.detach().requires_grad_(True)
+    energy(x).float().sum().backward()  # the parameters are frozen: only dE/dx is computed
+    return x.grad
+
+
+def grad_pass_report(cfg, model, x, device, prec, n_wu, n_it, eager=True) -> dict:
+    """Times ours (and the eager original's) energy + input-gradient pass and reports GFLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nae.langevin import frozen
+    from nae.precision import autocast
+
+    model.eval()
+    xb = x.to(device)
+    if prec == "bf16" and len(model.x_shape) == 3:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+
+    def ours():
+        with frozen(model), autocast(device, prec):
+            _grad_pass(model.energy, xb)
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        ours()
+    flops = counter.get_total_flops()
+    runs = {"ours": ours}
+    if eager:
+        from eager_reference import EagerNAE
+
+        ref = EagerNAE.from_model(cfg, model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        x_ref = x.to(device)
+        runs["eager"] = lambda: _grad_pass(ref.energy, x_ref)
+    times = {k: [] for k in runs}
+    for i in range(n_wu + n_it):  # interleaved, like the NAE step above
+        for k, fn in runs.items():
+            t = _timed(fn, device)
+            if i >= n_wu:
+                times[k].append(t)
+    peak = matmul_peak_gflops(device)
+    out = {"flops_per_pass": flops, "fp32_matmul_peak_gflops": peak}
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        out[f"{k}_s"] = med
+        out[f"{k}_gflops"] = flops / med / 1e9
+        out[f"{k}_fraction_of_peak"] = flops / med / 1e9 / peak
+        print(f"  grad pass ({k:5s}, batch {x.shape[0]}) median {med:.4f} s: {flops / med / 1e9:7.1f} GFLOP/s = "
+              f"{100 * flops / med / 1e9 / peak:5.1f}% of the fp32 matmul peak ({peak:.1f} GFLOP/s); "
+              f"{flops / x.shape[0] / 1e6:.0f} MFLOP per image", flush=True)
+    return out
 
 
 if __name__ == "__main__":

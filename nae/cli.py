@@ -33,8 +33,13 @@ def _train(args) -> int:
             cfg.device = args.device
         if out is None:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
+    if cfg is not None and args.precision:
+        if args.resume and args.precision != cfg.train.precision:
+            raise NAEError(f"--precision {args.precision}: the run in {out} trains in {cfg.train.precision} "
+                           f"(its config.yml); a resumed run keeps its precision")
+        cfg.train.precision = args.precision
     t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet,
-              extend=list(args.overrides) if args.resume else ())
+              extend=list(args.overrides) if args.resume else (), callbacks=(_StartLine(),))
     status = "finished" if t.state["done"] else "paused (continue with --resume)"
     if t.rank == 0:
         extra = f" ({t.world} processes, global batch {cfg.data.batch_size})" if t.world > 1 else ""
@@ -42,11 +47,19 @@ def _train(args) -> int:
     return 0
 
 
+class _StartLine:
+    """Prints where a run trains and in which precision, each time training starts or resumes."""
+
+    def on_event(self, event, trainer, metrics):
+        if event == "start" and trainer.rank == 0:
+            print(f"training {trainer.run_dir}: {trainer.precision_note}", flush=True)
+
+
 def _evaluate(args) -> int:
     from .evaluate import evaluate_run, format_table, to_json
 
     ood = [s.strip() for s in args.ood.split(",") if s.strip()] if args.ood else None
-    res = evaluate_run(args.run_dir, ood, which=args.which, n=args.n)
+    res = evaluate_run(args.run_dir, ood, which=args.which, n=args.n, precision=args.precision)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(to_json(res))
@@ -60,12 +73,17 @@ def _sample(args) -> int:
     from .run import load_run
     from .viz import save_image_grid, save_scatter
 
+    from .precision import autocast, resolve_precision
+
     model = load_run(args.run_dir, which=args.which)
     g = torch.Generator().manual_seed(args.seed)
-    if model.kind == "nae":
-        x = model.sample(args.n, generator=g, z_steps=args.z_steps, x_steps=args.x_steps)
-    else:
-        x = model.sample(args.n, generator=g)
+    prec = resolve_precision(args.precision, model.device)
+    with autocast(model.device, prec):  # the chain state stays fp32 (see nae.precision)
+        if model.kind == "nae":
+            x = model.sample(args.n, generator=g, z_steps=args.z_steps, x_steps=args.x_steps)
+        else:
+            x = model.sample(args.n, generator=g)
+    x = x.float()
     out = Path(args.out)
     if out.suffix == ".npy":
         np.save(out, x.cpu().numpy())
@@ -73,7 +91,7 @@ def _sample(args) -> int:
         (save_scatter if x.dim() == 2 else save_image_grid)(x, out)
     else:
         raise NAEError(f"--out must end in .png or .npy, got {out.name!r}")
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {args.n} samples to {out} (precision {prec})")
     return 0
 
 
@@ -100,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="in-distribution data instead of the config's: a registered name, "
                                   "folder:PATH, npy:PATH or npz:PATH (same as data.indist=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="train.precision: auto (default; bf16 where it is fast, see nae.precision), fp32 or bf16")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.nae.epochs=5")
     t.set_defaults(func=_train)
 
@@ -109,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the results to this JSON file")
     e.add_argument("--which", choices=["final", "ae"], default="final", help="ae: the pre-trained AE of the run")
     e.add_argument("--n", type=int, help="use only the first n test samples of each set")
+    e.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default): bf16 where it is fast, as in training (see nae.precision)")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("sample", help="draw samples from a trained model")
@@ -119,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--z-steps", type=int, help="latent chain length (default: the config's)")
     s.add_argument("--x-steps", type=int, help="input chain length (default: the config's)")
     s.add_argument("--which", choices=["final", "ae"], default="final")
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default): bf16 where it is fast, as in training (see nae.precision)")
     s.set_defaults(func=_sample)
 
     d = sub.add_parser("data", help="list the registered data sets and where they were looked for")

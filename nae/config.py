@@ -88,6 +88,9 @@ class SamplerConfig:
     z_chain: ChainConfig = field(default_factory=lambda: ChainConfig(10, 0.2, 0.05, "spherical"))
     x_chain: ChainConfig = field(default_factory=lambda: ChainConfig(50, 10.0, 0.05, [0.0, 1.0], 0.01, "row", True))
     init_bound: Optional[list] = None  #: PCD: fresh chains start uniform in this box
+    #: negative samples per NAE step (None: as many as the batch has data).  Fewer makes a
+    #: step cheaper; E(x-) and E(x-)^2 are still averaged, so the loss stays unbiased
+    n_negatives: Optional[int] = None
 
 
 @dataclass
@@ -123,7 +126,10 @@ class TrainConfig:
     nae: NAEPhaseConfig = field(default_factory=NAEPhaseConfig)
     ckpt_every: int = 200              #: iterations between checkpoints
     sample_every: Optional[int] = None
-    precision: str = "fp32"            #: fp32 | bf16 (CPU/GPU autocast, channels_last)
+    #: start the NAE phase from this autoencoder instead of pre-training one: the ``ae.pt``
+    #: of another run (or its run directory), or a published model's name
+    init_ae: Optional[str] = None
+    precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.precision)
 
 
 @dataclass
@@ -325,7 +331,7 @@ def load_config(path, budget: str | None = None, overrides=()) -> RunConfig:
 _CHOICES = {
     "model.kind": ("nae", "ae", "vae"),
     "sampler.kind": ("on_manifold", "pcd", "cd", "x"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16"),
     "train.nae.loss": ("v1", "v2"),
 }
 
@@ -348,6 +354,13 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"sampler.{chain_name}.n_steps must be >= 0")
     if cfg.data.batch_size <= 0:
         raise ConfigError("data.batch_size must be positive")
+    n_neg = cfg.sampler.n_negatives
+    if n_neg is not None:
+        if n_neg <= 0:
+            raise ConfigError(f"sampler.n_negatives must be positive (or null: the batch size), got {n_neg}")
+        if cfg.sampler.kind == "cd" and n_neg > cfg.data.batch_size:
+            raise ConfigError(f"sampler.n_negatives={n_neg}: contrastive divergence starts one chain per data "
+                              f"image, so it can be at most data.batch_size={cfg.data.batch_size}")
     if not (0.0 <= cfg.sampler.replay_ratio <= 1.0):
         raise ConfigError("sampler.replay_ratio must lie in [0, 1]")
     if len(cfg.model.x_shape) not in (1, 3):

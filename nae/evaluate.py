@@ -30,18 +30,27 @@ def default_ood(cfg) -> list[str]:
 
 @torch.no_grad()
 def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batch_size: int = 256,
-                   scores: bool = False) -> dict:
+                   scores: bool = False, precision: str = "auto") -> dict:
     """Scores the in-distribution test set and each outlier set's test split.
 
     Returns ``{"in_distribution", "n_in", "auroc": {name: value}, "aupr_in", "aupr_out",
     "fpr95", "n": {name: count}, "absent": {name: reason}}``.  A set that is not found is
     listed under ``absent`` (and its metrics are ``None``), never silently dropped.
+    ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved as in training
+    (:func:`nae.precision.resolve_precision`) and recorded as ``res["precision"]``.
     """
+    from .precision import autocast, resolve_precision
     from .train import outlier_set
 
+    prec = resolve_precision(precision, model.device)
+
+    def predict(x):
+        with autocast(model.device, prec):
+            return model.predict(x, batch_size).numpy()
+
     inlier = _indist_test(cfg, n)
-    s_in = model.predict(inlier.as_float(), batch_size).numpy()
-    res = {"in_distribution": cfg.data.indist, "n_in": int(len(s_in)),
+    s_in = predict(inlier.as_float())
+    res = {"in_distribution": cfg.data.indist, "n_in": int(len(s_in)), "precision": prec,
            **{m: {} for m in METRICS}, "n": {}, "absent": {}}
     if scores:
         res["scores"] = {"in": s_in}
@@ -53,7 +62,7 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
             for m in METRICS:
                 res[m][name] = None
             continue
-        s_out = model.predict(ds.as_float(), batch_size).numpy()
+        s_out = predict(ds.as_float())
         for k, v in ood_metrics(s_in, s_out).items():
             res[k][name] = v
         res["n"][name] = int(len(s_out))
@@ -62,12 +71,13 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
     return res
 
 
-def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "final", n=None, device="cpu") -> dict:
+def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "final", n=None, device="cpu",
+                 precision: str = "auto") -> dict:
     from .run import load_run
 
     model = load_run(run_dir, which=which, device=device)
     names = list(ood) if ood else default_ood(model.config)
-    return evaluate_model(model, model.config, names, n=n)
+    return evaluate_model(model, model.config, names, n=n, precision=precision)
 
 
 def format_table(res: dict) -> str:
@@ -79,7 +89,8 @@ def format_table(res: dict) -> str:
         else:
             rows.append((name, str(res["n"][name]), *(f"{res[m][name]:.4f}" for m in METRICS)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"in-distribution: {res['in_distribution']} (test, n={res['n_in']})"]
+    prec = f", precision {res['precision']}" if res.get("precision") else ""
+    lines = [f"in-distribution: {res['in_distribution']} (test, n={res['n_in']}{prec})"]
     for j, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if j == 0:

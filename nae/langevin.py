@@ -33,14 +33,10 @@ EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def cpu_bf16_fast() -> bool:
-    """Whether this CPU runs bf16 convolutions/matmuls natively (AVX512-BF16 or AMX).
+    """Whether bf16 is faster than fp32 on this CPU (AMX present); see :mod:`nae.precision`."""
+    from .precision import cpu_bf16_fast as fast
 
-    Without it (e.g. AVX2-only CPUs) oneDNN has no bf16 kernels and PyTorch falls back
-    to slow reference code: bf16 autocast is then many times *slower* than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return fast()
 
 
 def set_cpu_threads(n: Optional[int] = None) -> int:
@@ -125,6 +121,8 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
     sigma0 = chain.noise_std if chain.noise_std is not None else math.sqrt(2 * s)
     T = temperature
     x = x0.detach()
+    if x.dtype in (torch.bfloat16, torch.float16):  # the chain state stays fp32 under autocast
+        x = x.float()
     if chain.bound is not None and not isinstance(chain.bound, str):
         x = x.clamp(*chain.bound)
     n = chain.n_steps
@@ -276,7 +274,7 @@ class OnManifoldSampler:
             if replay:
                 self.buffer.push(z)
             with torch.no_grad():
-                x0 = model.decode(z)
+                x0 = model.decode(z).float()  # under bf16 autocast the decoder's output is bf16
             if model.x_bound is not None:
                 x0 = x0.clamp(*model.x_bound)
             xres = langevin_chain(model.energy, x0, x_chain, model.T, generator)

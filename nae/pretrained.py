@@ -101,8 +101,11 @@ def _half_copy(src: Path, dst: Path) -> None:
     ckpt.atomic_save(obj, dst)
 
 
-def publish(run_dir, name: str, info: dict, root=None, half: bool = True) -> dict:
+def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage: str = "final") -> dict:
     """Copies a finished run into ``pretrained/NAME`` and records it in the manifest.
+
+    ``stage="ae"`` publishes a run whose AE phase has ended (a milestone: ``ae.pt``,
+    loaded with ``which="ae"``, and the start of NAE runs through ``train.init_ae``).
 
     ``info`` holds what the manifest should say besides the files: for example
     ``{"config": "configs/mnist_ood.yml", "budget": "...", "overrides": [...],
@@ -124,9 +127,15 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True) -> dic
         else:
             shutil.copy2(src, dst / fname)
         files[fname] = sha256(dst / fname)
-    if "model.pt" not in files:
-        raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published")
-    entry = {"dir": name, "files": files, "url": None, **info}
+    if stage == "final" and "model.pt" not in files:
+        raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published "
+                              f"(publish a finished AE phase with stage='ae')")
+    if stage == "ae":
+        files.pop("model.pt", None)
+        (dst / "model.pt").unlink(missing_ok=True)
+        if "ae.pt" not in files:
+            raise CheckpointError(f"{run_dir} has no ae.pt: its AE phase has not finished")
+    entry = {"dir": name, "files": files, "url": None, "stage": stage, **info}
     entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
     import fcntl
 

@@ -28,7 +28,6 @@ Metrics reach the outside world through callbacks: objects with an
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -42,6 +41,7 @@ from . import checkpoint as ckpt
 from .config import RunConfig, extend_schedule, load_saved_config, save_config
 from .errors import CheckpointError, DivergenceError, NAEError
 from .models import build_model
+from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
@@ -97,13 +97,6 @@ def _all_reduce_mean(tensors) -> None:
         i += n
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast when ``precision == 'bf16'``, else a no-op context."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def weight_penalty(module) -> torch.Tensor:
     """Sum of squares of every parameter of ``module`` (biases and norms included)."""
     return sum((p ** 2).sum() for p in module.parameters())
@@ -142,6 +135,25 @@ def outlier_set(cfg: RunConfig, name: str, split: str = "val", n: Optional[int] 
         return D.load_dataset(cfg.data.indist, split, size=h, channels=c, holdout=tuple(cfg.data.holdout or ()),
                               outliers=True, n=n)
     return D.load_dataset(name, split, size=h, channels=c, n=n, seed=cfg.seed)
+
+
+def resolve_ae_file(source: str) -> Path:
+    """The autoencoder file that ``train.init_ae`` names: an ``ae.pt`` file, a run directory
+    holding one, or the name of a published model (its verified ``ae.pt``)."""
+    p = Path(source).expanduser()
+    if p.is_dir():
+        p = p / "ae.pt"
+    if p.is_file():
+        return p.resolve()
+    if "/" not in source and not source.endswith(".pt"):
+        from .pretrained import pretrained_path
+
+        f = pretrained_path(source) / "ae.pt"
+        if f.is_file():
+            return f
+        raise CheckpointError(f"train.init_ae: the published model {source!r} has no ae.pt")
+    raise CheckpointError(f"train.init_ae: {source} is neither an ae.pt file, a run directory with one, "
+                          f"nor a published model's name")
 
 
 # ---------------------------------------------------------------------------------
@@ -230,15 +242,12 @@ class Trainer:
                                f"the number of processes ({self.world})")
         ckpt.seed_everything(cfg.seed)
         self.model = build_model(cfg).to(self.device)
-        if cfg.train.precision == "bf16" and self.device.type == "cpu":
-            from .langevin import cpu_bf16_fast
-
-            if not cpu_bf16_fast():
-                import warnings
-
-                warnings.warn("train.precision=bf16 on a CPU without native bf16 (no AVX512-BF16/AMX): PyTorch falls "
-                              "back to slow kernels, about 7x slower than fp32 here. Use fp32 on this machine.",
-                              stacklevel=2)
+        # "auto" becomes fp32 or bf16 here, once: config.yml (and so a resumed run) records the choice
+        requested = cfg.train.precision
+        cfg.train.precision = resolve_precision(requested, self.device)
+        self.precision_note = describe_precision(cfg.train.precision, self.device) + \
+            (" (resolved from auto)" if requested == "auto" else "")
+        warn_if_slow(cfg.train.precision, self.device)
         if cfg.train.precision == "bf16" and self.model.x_shape and len(self.model.x_shape) == 3:
             self.model = self.model.to(memory_format=torch.channels_last)
         # each rank runs its own chains: rank 0 uses the seed of a one-process run
@@ -247,6 +256,9 @@ class Trainer:
         self.state = {"phase": self.phases[0], "epoch": 0, "iter_in_epoch": 0, "step": 0,
                       "best_val": math.inf, "bad_vals": 0, "done": False, "wall_s": 0.0}
         self.best_ae = None
+        self._pending_init_ae = bool(cfg.train.init_ae) and "nae" in self.phases
+        if self._pending_init_ae:  # the AE phase is replaced by a trained autoencoder
+            self.state["phase"] = "nae"
         self.optimizer = self._make_optimizer(self.state["phase"])
         self.history = History()
         main = self.rank == 0
@@ -272,6 +284,7 @@ class Trainer:
             cfg = extend_schedule(cfg, extend)
         t = cls(cfg, run_dir, callbacks, progress, device)
         t.load_state(ckpt.load_checkpoint(path, map_location=t.device))
+        t._pending_init_ae = False  # the checkpoint holds the weights
         if extend:
             t._reopen_if_extended()
         if t.world > 1:
@@ -303,6 +316,29 @@ class Trainer:
         self.state.update({"phase": last, "step": ended["step"], "epoch": ended["epoch"],
                            "iter_in_epoch": ended["iter_in_epoch"], "done": False})
         self._emit("reopened", {"phase": last, "from_step": ended["step"], "to_step": total})
+
+    def _init_from_ae(self) -> None:
+        """Loads ``train.init_ae`` into the encoder and decoder and makes it this run's ``ae.pt``."""
+        path = resolve_ae_file(self.cfg.train.init_ae)
+        obj = ckpt.load_checkpoint(path, map_location="cpu")
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in obj.get("model", {}).items()
+              if k.startswith(("encoder.", "decoder."))}
+        want = {k for k in self.model.state_dict() if k.startswith(("encoder.", "decoder."))}
+        if set(sd) != want:
+            raise CheckpointError(f"train.init_ae: {path} does not hold this config's encoder and decoder "
+                                  f"({len(want & set(sd))} of {len(want)} tensors match); give the ae.pt of a run "
+                                  f"with the same model section")
+        try:
+            self.model.load_state_dict(sd, strict=False)
+        except RuntimeError as e:
+            raise CheckpointError(f"train.init_ae: {path} does not fit this config's networks: "
+                                  f"{str(e).splitlines()[0]}") from None
+        from .pretrained import sha256
+
+        self.state["init_ae"] = {"path": str(path), "sha256": sha256(path)}
+        self._save_weights("ae.pt", sd, "ae")
+        self._emit("init_ae", dict(self.state["init_ae"]))
+        self._pending_init_ae = False
 
     def _make_optimizer(self, phase: str):
         m = self.model
@@ -410,8 +446,11 @@ class Trainer:
 
     def _nae_step(self, x) -> dict:
         pc, m = self.cfg.train.nae, self.model
+        n_neg = x.shape[0]
+        if self.cfg.sampler.n_negatives is not None:  # this process's share of the negatives
+            n_neg = max(1, self.cfg.sampler.n_negatives // self.world)
         with autocast(self.device, self.cfg.train.precision):
-            neg = m.sampler.sample(m, x.shape[0], generator=self.generator, x_data=x)
+            neg = m.sampler.sample(m, n_neg, generator=self.generator, x_data=x)
         x_neg = neg["x"]
         self._check_finite({"negative samples": x_neg})
         self.optimizer.zero_grad(set_to_none=True)
@@ -516,6 +555,10 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yml")
         if self.state["done"]:
             return "done"
+        self._emit("start", {"precision": self.cfg.train.precision, "device": str(self.device),
+                             "hardware": self.precision_note})
+        if self._pending_init_ae:
+            self._init_from_ae()
         t0 = time.time()
         wall0 = self.state["wall_s"]
         done_iters = 0

@@ -1,0 +1,113 @@
+"""Precision: ``auto`` picks bf16 only where it is fast, bf16 chains keep fp32 state,
+and a run records the precision it resolved to.  Also the campaign levers that change
+what a step costs: fewer negatives per step, and an NAE phase started from a trained AE."""
+import pytest
+import torch
+import yaml
+
+import nae.precision as P
+from nae.checkpoint import load_checkpoint
+from nae.config import load_config
+from nae.errors import CheckpointError, ConfigError
+from nae.langevin import langevin_chain
+from nae.models import build_model
+from nae.train import Trainer
+
+MNIST_TINY = ["data.n_train=64", "data.n_val=32", "data.batch_size=16", "train.ae.max_iters=2",
+              "train.nae.max_iters=1", "train.nae.val_every=100", "train.ae.val_every=100",
+              "sampler.z_chain.n_steps=1", "sampler.x_chain.n_steps=2", "data.ood_val=null", "data.ood_target=null"]
+
+
+@pytest.mark.parametrize("fast, expected", [(False, "fp32"), (True, "bf16")])
+def test_auto_resolves_to_bf16_only_where_it_is_fast(monkeypatch, fast, expected):
+    monkeypatch.setattr(P, "cpu_bf16_fast", lambda: fast)
+    assert P.resolve_precision("auto", "cpu") == expected
+    assert P.resolve_precision("fp32", "cpu") == "fp32"
+    assert P.resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_avx512_bf16_without_amx_is_not_fast(monkeypatch):
+    monkeypatch.setattr(P, "cpu_features", lambda: {"avx512_bf16": True, "amx_bf16": False})
+    assert not P.cpu_bf16_fast()
+    assert P.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(P, "cpu_features", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    assert P.resolve_precision("auto", "cpu") == "bf16"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        P.resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config("mnist_ood", budget="smoke", overrides=["train.precision=fp16"])
+
+
+def test_every_config_defaults_to_auto():
+    for name in ("toy2d", "mnist_ood", "mnist_holdout", "fmnist_ood", "cifar10_ood", "celeba64_ood"):
+        assert load_config(name, budget="smoke").train.precision == "auto"
+
+
+def test_a_bf16_chain_keeps_fp32_state():
+    cfg = load_config("mnist_ood", budget="smoke")
+    model = build_model(cfg).eval()
+    x0 = torch.rand(4, 1, 28, 28)
+    with P.autocast("cpu", "bf16"):
+        e = model.energy(x0)
+        res = langevin_chain(model.energy, x0, cfg.sampler.x_chain, 1.0, torch.Generator().manual_seed(0))
+        out = model.sampler.sample(model, 4, generator=torch.Generator().manual_seed(1))
+    assert e.dtype == torch.float32  # the energy (a reduction of (x - x_hat)^2) is fp32
+    assert res.x.dtype == torch.float32
+    assert out["x"].dtype == torch.float32 and out["z"].dtype == torch.float32
+    assert model.sampler.buffer.data.dtype == torch.float32
+    assert not torch.equal(res.x, x0)
+
+
+@pytest.mark.parametrize("requested", ["auto", "bf16"])
+def test_a_run_records_the_precision_it_resolved_to(tmp_path, requested):
+    cfg = load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, f"train.precision={requested}"])
+    with pytest.warns(UserWarning, match="slower") if (requested == "bf16" and not P.cpu_bf16_fast()) else _nothing():
+        Trainer(cfg, tmp_path / "run", progress=False).fit()
+    saved = yaml.safe_load((tmp_path / "run" / "config.yml").read_text())
+    expected = P.resolve_precision(requested, "cpu")
+    assert saved["train"]["precision"] == expected
+    starts = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"start"' in line]
+    assert starts and f'"precision": "{expected}"' in starts[0]
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_n_negatives_sets_the_negatives_per_step(tmp_path):
+    cfg = load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "sampler.n_negatives=4"])
+    t = Trainer(cfg, tmp_path / "run", progress=False)
+    t.fit()
+    assert t.last_negatives.shape[0] == 4
+    with pytest.raises(ConfigError, match="n_negatives must be positive"):
+        load_config("mnist_ood", budget="smoke", overrides=["sampler.n_negatives=0"])
+
+
+def test_an_nae_phase_can_start_from_another_runs_autoencoder(tmp_path):
+    a = Trainer(load_config("mnist_ood", budget="smoke", overrides=MNIST_TINY), tmp_path / "a", progress=False)
+    a.fit()
+    cfg = load_config("mnist_ood", budget="smoke",
+                      overrides=[*MNIST_TINY, f"train.init_ae={tmp_path / 'a'}", "train.nae.max_iters=2"])
+    b = Trainer(cfg, tmp_path / "b", progress=False)
+    assert b.state["phase"] == "nae"
+    b.fit()
+    ae_a, ae_b = load_checkpoint(tmp_path / "a" / "ae.pt"), load_checkpoint(tmp_path / "b" / "ae.pt")
+    assert ae_a["model"].keys() == ae_b["model"].keys()
+    assert all(torch.equal(ae_a["model"][k], ae_b["model"][k]) for k in ae_a["model"])
+    assert not [r for r in b.history.records if r["phase"] == "ae"]  # no AE step was taken
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["state"]["init_ae"]["path"].endswith("ae.pt")
+    # a model of another shape is refused with the reason
+    bad = load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "model.z_dim=16",
+                                                             f"train.init_ae={tmp_path / 'a' / 'ae.pt'}"])
+    with pytest.raises(CheckpointError, match="does not fit|does not hold"):
+        Trainer(bad, tmp_path / "c", progress=False).fit()
+    with pytest.raises(CheckpointError, match="neither an ae.pt"):
+        Trainer(load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "train.init_ae=/nope/ae.pt"]),
+                tmp_path / "d", progress=False).fit()
