@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export NAE_DATA ?= $(abspath ../shared/datasets)
 # JupyterLab refuses to run as root (containers, CI) unless told it may
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_ARGS ?=
 CHROMIUM ?= chromium
 # the browser tests need Chromium, node and playwright-core in tests/browser/node_modules
 PLAYWRIGHT := tests/browser/node_modules/playwright-core
@@ -32,7 +33,7 @@ book: setup
 lab: setup
 	@echo "JupyterLab on notebooks/: open the http://127.0.0.1:8888/lab?token=... address it prints below"
 	@echo "(on a remote machine: ssh -L 8888:127.0.0.1:8888 HOST first); Ctrl-C stops it."
-	$(VENV)/bin/jupyter lab notebooks/ --ServerApp.open_browser=False $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab notebooks/ --ServerApp.open_browser=False $(LAB_ROOT) $(LAB_ARGS)
 
 test: setup test-lib test-notebooks
 
