@@ -9,8 +9,9 @@ export NAE_DATA ?= $(abspath ../shared/datasets)
 # JupyterLab refuses to run as root (containers, CI) unless told it may
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ARGS ?=
-CHROMIUM ?= chromium
-# the browser tests need Chromium, node and playwright-core in tests/browser/node_modules
+# the browser tests need Chromium (tests/test_browser.py runs $CHROMIUM), node and
+# playwright-core in tests/browser/node_modules
+export CHROMIUM ?= /usr/bin/chromium
 PLAYWRIGHT := tests/browser/node_modules/playwright-core
 BROWSER_SKIPPED := echo "note: the browser tests were skipped (they need Debian's chromium, nodejs and npm: \
 apt-get install chromium nodejs npm, then make test)"
