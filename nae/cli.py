@@ -70,11 +70,12 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
+    from .precision import autocast, resolve_precision
     from .run import load_run
     from .viz import save_image_grid, save_scatter
 
-    from .precision import autocast, resolve_precision
-
+    if args.nrow < 1:
+        raise NAEError(f"--nrow must be at least 1, got {args.nrow}")
     model = load_run(args.run_dir, which=args.which)
     g = torch.Generator().manual_seed(args.seed)
     prec = resolve_precision(args.precision, model.device)
@@ -88,7 +89,10 @@ def _sample(args) -> int:
     if out.suffix == ".npy":
         np.save(out, x.cpu().numpy())
     elif out.suffix == ".png":
-        (save_scatter if x.dim() == 2 else save_image_grid)(x, out)
+        if x.dim() == 2:
+            save_scatter(x, out)
+        else:
+            save_image_grid(x, out, nrow=args.nrow, min_cell=64)
     else:
         raise NAEError(f"--out must end in .png or .npy, got {out.name!r}")
     print(f"wrote {args.n} samples to {out} (precision {prec})")
@@ -96,9 +100,20 @@ def _sample(args) -> int:
 
 
 def _data(args) -> int:
-    from .data import format_dataset_table, list_datasets
+    from .data import data_root_origin, format_dataset_table, format_missing_sets, list_datasets
+    from .settings import config_file
 
-    print(format_dataset_table(list_datasets()))
+    root, origin = data_root_origin()
+    rows = list_datasets(root)
+    print(f"data root: {root} ({origin})\n")
+    print(format_dataset_table(rows))
+    missing = format_missing_sets(rows)
+    if missing:
+        print(f"\nMissing sets\n{missing}")
+    print("\nTo use another data root (the first of these that is set wins):")
+    env, line = "export NAE_DATA=/path/to/datasets", 'data_root = "/path/to/datasets"'
+    print(f"  {env:36}# for this shell")
+    print(f"  {line:36}# once, in {config_file()}")
     return 0
 
 
@@ -138,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--out", required=True, help="FILE.png (a grid) or FILE.npy")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--nrow", type=int, default=8, help="images per row of the .png grid (default 8)")
     s.add_argument("--z-steps", type=int, help="latent chain length (default: the config's)")
     s.add_argument("--x-steps", type=int, help="input chain length (default: the config's)")
     s.add_argument("--which", choices=["final", "ae"], default="final")

@@ -6,9 +6,11 @@ by :func:`iterate_batches`, which also applies the on-the-fly augmentation (hori
 flip, uniform dequantisation).  There is no mean/std normalisation, as in the original.
 
 Where the data live
-    The data root is ``$NAE_DATA`` if set, else ``<repo>/datasets/``.  Nothing is ever
-    written there, except by ``load_dataset(..., download=True)`` which asks torchvision
-    to download into it.  Decoded images (CelebA, Omniglot, image folders) are cached as
+    The data root is ``$NAE_DATA`` if set, else ``data_root`` in the user settings file
+    ``~/.config/nae/config.toml`` (:mod:`nae.settings`), else ``<repo>/datasets/``.
+    ``python -m nae data`` says which one is used.  Nothing is ever written there,
+    except by ``load_dataset(..., download=True)`` which asks torchvision to download
+    into it.  Decoded images (CelebA, Omniglot, image folders) are cached as
     ``.npz`` files in ``$NAE_CACHE`` or ``<repo>/.cache/nae-data/``; the cache file name
     carries a hash of every source file's path, size and mtime, so a changed source is
     decoded again and the stale cache file is removed.
@@ -101,7 +103,9 @@ __all__ = [
     "SPLITS",
     "cache_dir",
     "data_root",
+    "data_root_origin",
     "format_dataset_table",
+    "format_missing_sets",
     "iterate_batches",
     "list_datasets",
     "load_dataset",
@@ -135,9 +139,22 @@ _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 def data_root() -> Path:
-    """The data root: ``$NAE_DATA`` if set, else ``<repo>/datasets``."""
+    """The data root: ``$NAE_DATA`` if set, else ``data_root`` of the user settings file
+    (:mod:`nae.settings`, ``~/.config/nae/config.toml``), else ``<repo>/datasets``."""
+    return data_root_origin()[0]
+
+
+def data_root_origin() -> tuple[Path, str]:
+    """``(root, origin)``: the data root and, in words, where that choice came from."""
     env = os.environ.get("NAE_DATA")
-    return Path(env).expanduser() if env else _REPO / "datasets"
+    if env:
+        return Path(env).expanduser(), "from $NAE_DATA"
+    from nae.settings import setting_path
+
+    found = setting_path("data_root")
+    if found is not None:
+        return found[0], f"data_root in {found[1]}"
+    return _REPO / "datasets", "the default: datasets/ in the repository"
 
 
 def cache_dir() -> Path:
@@ -276,9 +293,15 @@ class _Request:
     download: bool = False
 
 
-def _missing(spec: "DatasetSpec", tried: Sequence, extra: str = "") -> DataError:
+def _how_to_get(spec: "DatasetSpec", root) -> str:
+    """``spec.how_to_get`` with the real data root in place of ``<root>``."""
+    return spec.how_to_get if root is None else spec.how_to_get.replace("<root>", str(root))
+
+
+def _missing(spec: "DatasetSpec", tried: Sequence, extra: str = "", root=None) -> DataError:
     tried_s = "\n".join(f"  - {p}" for p in tried)
-    msg = f"data set {spec.name!r} not found{extra}. Paths tried:\n{tried_s}\nHow to get it: {spec.how_to_get}"
+    how = _how_to_get(spec, root)
+    msg = f"data set {spec.name!r} not found{extra}. Paths tried:\n{tried_s}\nHow to get it: {how}"
     return DataError(msg)
 
 
@@ -532,7 +555,7 @@ class DatasetSpec:
             extra = "" if part is None else f" (files for its {part!r} split)"
             if req.download and not self.downloadable:
                 extra += "; download=True is not available for it"
-            raise _missing(self, tried, extra)
+            raise _missing(self, tried, extra, req.root)
         return found
 
 
@@ -1474,7 +1497,7 @@ def list_datasets(root=None) -> list:
             "found": found is not None,
             "where": None,
             "size": None,
-            "how_to_get": spec.how_to_get,
+            "how_to_get": _how_to_get(spec, r),
             "shape": tuple(spec.native_shape),
             "description": spec.description,
         }
@@ -1502,7 +1525,7 @@ def format_dataset_table(rows) -> str:
             if r.get("error"):
                 where += f"  [ERROR: {r['error']}]"
         else:
-            where = f"missing; {r.get('how_to_get', '')}"
+            where = "missing (see below)"
         lines.append([
             str(r.get("name")),
             str(r.get("kind")),
@@ -1525,6 +1548,28 @@ def format_dataset_table(rows) -> str:
 
     sep = "  ".join("-" * w for w in widths[:-1]) + "  " + "-" * len(header[-1])
     return "\n".join([fmt(header), sep] + [fmt(l) for l in lines])
+
+
+def format_missing_sets(rows, width: int = 100) -> str:
+    """For the missing sets of :func:`list_datasets` rows: the paths looked in and how to
+    get each set, wrapped to ``width`` columns; sets with the same paths are grouped."""
+    import textwrap
+
+    groups: dict = {}
+    for r in rows:
+        if not r.get("found"):
+            tried = r.get("where") or []
+            key = (tuple(map(str, tried)), r.get("how_to_get", ""))
+            groups.setdefault(key, []).append(str(r.get("name")))
+    blocks = []
+    for (tried, how), names in groups.items():
+        lines = [", ".join(names)]
+        lines += textwrap.wrap("looked in: " + ", ".join(tried), width, initial_indent="  ",
+                               subsequent_indent="    ", break_on_hyphens=False)
+        lines += textwrap.wrap("how to get it: " + how, width, initial_indent="  ",
+                               subsequent_indent="    ", break_on_hyphens=False)
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
 
 
 _NUMPY_ON_CPU = True  # tests switch it off to run the torch (device) path on the CPU

@@ -20,11 +20,26 @@ def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: float = 
     return out.permute(1, 2, 0).numpy()
 
 
-def save_image_grid(x: torch.Tensor, path, nrow: int = 8) -> None:
+def upscale_factor(h: int, w: int, min_cell: int) -> int:
+    """The smallest whole factor that makes an h x w image at least ``min_cell`` pixels
+    on its longer side (1 for images that are already that large)."""
+    return max(1, -(-min_cell // max(h, w)))
+
+
+def save_image_grid(x: torch.Tensor, path, nrow: int = 8, min_cell: int = 64, pad: int = 2) -> None:
+    """Write (N,C,H,W) images in [0,1] as one PNG grid a person can look at.
+
+    ``nrow`` images per row, ``pad`` pixels of white between them; the whole grid is then
+    enlarged by a whole factor with nearest-neighbour pixels (no blur), so that every image
+    is at least ``min_cell`` pixels wide: a 28x28 MNIST digit becomes 84x84.
+    """
     from PIL import Image
 
-    g = image_grid(x, nrow)
-    arr = (g * 255).round().astype(np.uint8)
+    if nrow < 1:
+        raise ValueError(f"nrow must be at least 1, got {nrow}")
+    g = image_grid(x, nrow, pad=pad)
+    k = upscale_factor(x.shape[-2], x.shape[-1], min_cell)
+    arr = (g * 255).round().astype(np.uint8).repeat(k, axis=0).repeat(k, axis=1)
     Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
 
 

@@ -55,8 +55,9 @@ def test_sample_png_and_npy(mnist_run, tmp_path):
     nae("sample", mnist_run, "--n", "8", "--out", tmp_path / "s.npy", "--z-steps", "2", "--x-steps", "2")
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (8, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
-    nae("sample", mnist_run, "--n", "8", "--out", tmp_path / "s.png", "--z-steps", "2", "--x-steps", "2")
-    assert (tmp_path / "s.png").stat().st_size > 100
+    nae("sample", mnist_run, "--n", "8", "--nrow", "4", "--out", tmp_path / "s.png", "--z-steps", "2", "--x-steps", "2")
+    from PIL import Image
+    assert Image.open(tmp_path / "s.png").size == (3 * (4 * 30 + 2), 3 * (2 * 30 + 2))  # 84 px per digit
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -83,6 +84,7 @@ def test_data_lists_sets():
     p = nae("data")
     for name in ("MNIST", "CIFAR10", "SVHN", "Omniglot", "Constant"):
         assert name in p.stdout
+    assert p.stdout.startswith("data root: ") and "<root>" not in p.stdout
 
 
 def test_train_and_evaluate_on_user_data(tmp_path):
