@@ -40,7 +40,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import RunConfig, extend_schedule, load_saved_config, save_config
 from .errors import CheckpointError, DivergenceError, NAEError
-from .models import build_model
+from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
@@ -95,11 +95,6 @@ def _all_reduce_mean(tensors) -> None:
         n = t.numel()
         t.copy_(flat[i:i + n].view_as(t))
         i += n
-
-
-def weight_penalty(module) -> torch.Tensor:
-    """Sum of squares of every parameter of ``module`` (biases and norms included)."""
-    return sum((p ** 2).sum() for p in module.parameters())
 
 
 # ---------------------------------------------------------------------------------
@@ -427,15 +422,8 @@ class Trainer:
         pc, m = self.cfg.train.ae, self.model
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.train.precision):
-            if m.kind == "vae":
-                loss = m.neg_elbo(x, sample=True, generator=self.generator).mean()
-            else:
-                loss = m.energy(x).mean()
-            recon = loss.detach()
-            if pc.l2_enc:
-                loss = loss + pc.l2_enc * weight_penalty(m.encoder)
-            if pc.l2_dec:
-                loss = loss + pc.l2_dec * weight_penalty(m.decoder)
+            out = m.pretrain_loss(x, pc, generator=self.generator)
+        loss, recon = out["loss"], out["recon"]
         self._check_finite({"AE loss": loss})
         loss.backward()
         self._sync_grads()
@@ -455,23 +443,8 @@ class Trainer:
         self._check_finite({"negative samples": x_neg})
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.cfg.train.precision):
-            e_pos = m.energy(x).float()
-            e_neg = m.energy(x_neg).float()
-            T = m.T
-            diff = e_pos.mean() - e_neg.mean()
-            if pc.loss == "v2":
-                loss = diff / T + pc.gamma * (e_neg ** 2).mean()
-            else:
-                loss = diff + pc.gamma * (e_neg ** 2).mean()
-                if isinstance(m.log_temperature, torch.nn.Parameter):
-                    loss = loss + diff.detach() / T
-            if pc.l2_enc:
-                loss = loss + pc.l2_enc * weight_penalty(m.encoder)
-            if pc.l2_dec:
-                loss = loss + pc.l2_dec * weight_penalty(m.decoder)
-            if pc.z_norm_reg:
-                z = torch.cat([m.encoder(x), m.encoder(x_neg)])
-                loss = loss + pc.z_norm_reg * (z ** 2).mean()
+            out = m.loss(x, x_neg, pc)  # the objective lives with the model (nae.models.NAE.loss)
+        loss, e_pos, e_neg, T = out["loss"], out["e_pos"], out["e_neg"], out["T"]
         self._check_finite({"positive energy E(x)": e_pos, "negative energy E(x-)": e_neg, "NAE loss": loss})
         loss.backward()
         self._sync_grads()

@@ -59,6 +59,9 @@ def test_notebook_pages_load_without_errors(book):
         assert r["external_requests"] == [], (name, "the book must work offline", r["external_requests"])
         if name.startswith(("01_", "02_", "05_")):
             assert r["images"] > 0, (name, "no figures")
+        assert r["raw_pipe_tables"] == 0, (name, "a Markdown table shows as raw | ... | text")
+    mnist = next(r for p, r in report.items() if Path(p).name.startswith("02_"))
+    assert mnist["output_tables"] >= 3, ("the MNIST chapter's tables did not render as <table>", mnist)
     inter = next(r for p, r in report.items() if Path(p).name.startswith("05_"))
     assert inter["animations"] >= 2, "the chain animations (to_jshtml) are missing"
     assert inter["widget_scripts"] > 0 and inter["widget_views"] > 0, "widget views did not render"

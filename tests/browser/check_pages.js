@@ -20,6 +20,10 @@ const path = require('path');
     await page.waitForTimeout(2500);  // widget managers render after load
     r.images = await page.locator('div.cell_output img').count();
     r.animations = await page.locator('div.animation').count();
+    // tables printed by the notebooks (display(Markdown(...))) must render as <table>, not as "| a | b |" text
+    r.output_tables = await page.locator('div.cell_output table').count();
+    r.raw_pipe_tables = await page.evaluate(() =>
+      [...document.querySelectorAll('div.cell_output')].filter((d) => /^\s*\|.*\|\s*$\n^\s*\|[\s:|-]+\|\s*$/m.test(d.innerText)).length);
     r.widget_scripts = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
     r.widget_views = await page.locator('.jupyter-widgets, .widget-inline-hbox, .widget-hbox, .widget-vbox').count();
     r.external_requests = await page.evaluate(() =>
