@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
-from nae.notebook import RUNS, hardware, recipe_config, train_recipe  # noqa: E402
+from nae.notebook import RUNS, hardware, train_recipe  # noqa: E402
 from nae.pretrained import load_pretrained, publish  # noqa: E402
 from nae.recipes import RECIPES, get_recipe  # noqa: E402
 
@@ -31,28 +31,42 @@ def _load() -> str:
 
 def make(name: str, resume: bool = False) -> dict:
     r = get_recipe(name)
-    cfg = recipe_config(name, "full")
-    run_dir = RUNS / "full" / name
     t0 = time.time()
-    run_dir, wall = train_recipe(name, "full", run_dir, fresh=not resume)
+    run_dir, wall = train_recipe(name, "full", RUNS / "full" / name, fresh=not resume)
     info = {"config": f"configs/{r.config}.yml" if not r.config.endswith(".yml") else r.config,
             "budget": "full", "overrides": list(r.overrides) + list(r.full), "hardware": hardware() + _load(),
-            "wall_time_s": round(wall, 1), "description": r.description,
-            "date": time.strftime("%Y-%m-%d")}
-    publish(run_dir, name, {**info, "metrics": None})
-    model = load_pretrained(name)  # evaluate what was stored (half precision)
+            "wall_time_s": round(wall, 1), "description": r.description}
+    metrics = publish_run(run_dir, name, info, ood=r.ood, eval_n=r.eval_n)
+    print(f"published {name} ({time.time() - t0:.0f} s): {metrics}")
+    return metrics
+
+
+def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: str = "final", root=None) -> dict:
+    """Publishes a run directory as ``pretrained/NAME`` and evaluates what was stored (fp16).
+
+    ``stage="ae"``: a milestone, the run's AE phase (``ae.pt``) only; its metrics are the AE's.
+    The manifest gets the precision the run trained in (from its config.yml) and the date.
+    """
+    from nae.config import load_saved_config
+    from nae.evaluate import default_ood
+
+    run_dir = Path(run_dir)
+    cfg = load_saved_config(run_dir / "config.yml")
+    info = {**info, "precision": cfg.train.precision, "date": time.strftime("%Y-%m-%d")}
+    publish(run_dir, name, {**info, "metrics": None}, stage=stage, root=root)
     metrics = {}
     if len(cfg.model.x_shape) == 3:
-        res = evaluate_model(model, cfg, r.ood or __import__("nae.evaluate").evaluate.default_ood(cfg), n=r.eval_n)
-        metrics = {"auroc": res["auroc"], "absent": sorted(res["absent"]), "n_in": res["n_in"]}
+        names = ood or default_ood(cfg)
+        if stage == "final":
+            res = evaluate_model(load_pretrained(name, root=root), cfg, names, n=eval_n, precision="fp32")
+            metrics = {"auroc": res["auroc"], "fpr95": res["fpr95"], "absent": sorted(res["absent"]),
+                       "n_in": res["n_in"]}
         try:
-            ae = load_pretrained(name, which="ae")
-            res_ae = evaluate_model(ae, cfg, r.ood or list(res["auroc"]), n=r.eval_n)
-            metrics["ae_auroc"] = res_ae["auroc"]
-        except Exception as e:  # runs without an AE phase
+            res_ae = evaluate_model(load_pretrained(name, which="ae", root=root), cfg, names, n=eval_n, precision="fp32")
+            metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"]})
+        except Exception as e:  # noqa: BLE001 - runs without an AE phase
             metrics["ae_auroc_error"] = str(e)
-    publish(run_dir, name, {**info, "metrics": metrics})
-    print(f"published {name} ({time.time() - t0:.0f} s): {metrics}")
+    publish(run_dir, name, {**info, "metrics": metrics}, stage=stage, root=root)
     return metrics
 
 
@@ -61,7 +75,31 @@ def main():
     p.add_argument("names", nargs="*")
     p.add_argument("--list", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs in runs/full/NAME")
+    p.add_argument("--publish", metavar="RUN_DIR",
+                   help="publish an existing run directory as NAMES[0] instead of training a recipe")
+    p.add_argument("--stage", choices=["final", "ae"], default="final",
+                   help="with --publish: 'ae' publishes a finished AE phase (a milestone)")
+    p.add_argument("--description", default="", help="with --publish: the manifest's description")
+    p.add_argument("--note", default="", help="with --publish: budget and levers, for the manifest")
     a = p.parse_args()
+    if a.publish:
+        if len(a.names) != 1:
+            p.error("--publish RUN_DIR takes exactly one NAME")
+        from nae.config import load_saved_config
+
+        cfg = load_saved_config(Path(a.publish) / "config.yml")
+        r = RECIPES.get(a.names[0])
+        import json
+
+        wall = [json.loads(x) for x in (Path(a.publish) / "metrics.jsonl").read_text().splitlines()]
+        wall_s = max((e.get("wall_s") or 0.0) for e in wall if e.get("event") in ("phase_end", "end"))
+        info = {"config": f"configs/{cfg.name}.yml", "budget": cfg.budget, "overrides": [], "note": a.note,
+                "hardware": hardware() + _load(), "wall_time_s": round(wall_s, 1),
+                "description": a.description or (r.description if r else "")}
+        metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
+                              eval_n=r.eval_n if r else 1000, stage=a.stage)
+        print(f"published {a.publish} as {a.names[0]} (stage {a.stage}): {metrics}")
+        return
     if a.list:
         for k, r in sorted(RECIPES.items()):
             print(f"{k:28s} {r.config:16s} {r.description}")
