@@ -7,7 +7,10 @@
 * :func:`auroc_markdown`: an AUROC table, one column per model;
 * :func:`holdout_markdown` / :func:`holdout_bar_chart`: the hold-out experiment, one row
   (one pair of bars) per digit, with digits without a model marked as such;
-* :func:`sample_figure`: a grid of samples.
+* :func:`sample_figure`: a grid of samples;
+* :func:`ae_failure` / :func:`ae_failure_markdown`: the outliers each model scores below
+  the median inlier energy (the paper's point: the AE reconstructs part of every outlier set
+  as well as the data), with the lowest-energy outliers to show.
 
 Tables are Markdown strings (show them with ``IPython.display.Markdown``); figures are
 matplotlib figures of modest size.
@@ -280,4 +283,53 @@ def per_digit_markdown(report: Mapping[str, dict], heldout: int) -> str:
         name = f"**{k}** (held out)" if k == heldout else str(k)
         lines.append(f"| {name} | " + " | ".join(_fmt(v, 4) for v in es) + " | "
                      + " | ".join(_fmt(v, 2) if v is not None else "" for v in aus) + " |")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def ae_failure(models: Mapping[str, torch.nn.Module], cfg, names: Sequence[str], k: int = 8,
+               n: Optional[int] = None, rank_by: Optional[str] = None) -> dict:
+    """Where the AE fails, in the paper's sense: outliers it reconstructs as well as the data.
+
+    For each outlier set (``names``, "heldout" included) and each model: the fraction of
+    the outliers whose energy lies below the *median* energy of the in-distribution test
+    images (these outliers look more normal than half the data) and below the 95th
+    percentile (FPR@95: missed when 95% of the inliers are kept).  ``images[name]`` holds
+    the ``k`` outliers with the lowest energy under ``rank_by`` (default: the first model,
+    the AE), the ones to show with :func:`reconstruction_figure`.  ``n``: at most this many
+    test images of each set.
+    """
+    from .evaluate import _indist_test
+    from .train import outlier_set
+
+    labels = list(models)
+    rank_by = rank_by or labels[0]
+    x_in = _indist_test(cfg, n).as_float()
+    e_in = {lb: m.predict(x_in).numpy() for lb, m in models.items()}
+    out = {"n_in": int(len(x_in)), "sets": {}, "images": {}, "labels": labels, "rank_by": rank_by}
+    for name in names:
+        x = outlier_set(cfg, name, "test", n=n).as_float()
+        row = {"n": int(len(x))}
+        for lb, m in models.items():
+            e = m.predict(x).numpy()
+            row[lb] = {"below_median": float((e < np.median(e_in[lb])).mean()),
+                       "fpr95": float((e <= np.quantile(e_in[lb], 0.95)).mean())}
+            if lb == rank_by:
+                order = np.argsort(e, kind="stable")[:k]
+                out["images"][name] = x[torch.as_tensor(order)]
+        out["sets"][name] = row
+    return out
+
+
+def ae_failure_markdown(report: Mapping) -> str:
+    """The table of :func:`ae_failure`: per outlier set, each model's fraction of outliers
+    below the median inlier energy and its FPR@95 (lower is better for both)."""
+    labels = report["labels"]
+    head = ("| outlier set | n | " + " | ".join(f"below median, {lb}" for lb in labels) + " | "
+            + " | ".join(f"FPR@95, {lb}" for lb in labels) + " |")
+    lines = [f"In-distribution test images: n = {report['n_in']}. Lower is better in every column.", "",
+             head, "|---|---:|" + "---:|" * (2 * len(labels))]
+    for name, row in report["sets"].items():
+        lines.append(f"| {name} | {row['n']} | " + " | ".join(f"{row[lb]['below_median']:.3f}" for lb in labels)
+                     + " | " + " | ".join(f"{row[lb]['fpr95']:.3f}" for lb in labels) + " |")
     return "\n".join(lines)

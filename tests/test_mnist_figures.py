@@ -209,3 +209,21 @@ def test_per_digit_energies_and_table(tiny_models):
     md = mf.per_digit_markdown(rep, 9)
     lines = md.splitlines()
     assert len(lines) == 2 + 10 and lines[-1].startswith("| **9** (held out)")
+
+
+def test_ae_failure_reports_fractions_and_the_best_reconstructed_outliers():
+    from nae.train import outlier_set
+
+    cfg = load_config("mnist_ood", budget="smoke")
+    torch.manual_seed(0)
+    ae, other = build_model(cfg).eval(), build_model(cfg).eval()
+    rep = mf.ae_failure({"AE": ae, "NAE": other}, cfg, ["Constant", "Noise"], k=3, n=64)
+    assert set(rep["sets"]) == {"Constant", "Noise"} and rep["n_in"] == 64
+    for name, row in rep["sets"].items():
+        for lb in ("AE", "NAE"):
+            assert 0.0 <= row[lb]["below_median"] <= row[lb]["fpr95"] <= 1.0
+        shown = ae.predict(rep["images"][name]).numpy()
+        every = np.sort(ae.predict(outlier_set(cfg, name, "test", n=64).as_float()).numpy())
+        assert len(shown) == 3 and np.allclose(shown, every[:3], rtol=1e-5)  # the AE's 3 lowest, in order
+    md = mf.ae_failure_markdown(rep)
+    assert md.count("\n|") == 4 and "FPR@95, NAE" in md  # header, rule, two sets

@@ -1,0 +1,127 @@
+"""Is an NAE run near equilibrium?  Read a run's ``metrics.jsonl`` and say so.
+
+Maximum-likelihood training of an energy-based model has reached its fixed point when
+the model's samples look like the data *to the model*: E(x-) ~ E(x+) on average.  While
+E(x-) stays far below E(x+) the sampler still finds regions the model thinks likely and
+the data do not visit, and the training is still pushing them up.  So we watch:
+
+* the ratio mean E(x-) / mean E(x+) over the last tenth of the NAE steps (near 1 at
+  equilibrium; the criterion used for the published models is >= 0.9);
+* the validation AUROC over the last validations (flat when the outlier scores settled).
+
+:func:`read_metrics` loads the log, :func:`equilibrium` computes the two numbers, and
+:func:`training_curves_figure` plots E(x+), E(x-) and the validation AUROCs against the
+iteration.  Works for any run directory (``nae train --out``) or published model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Every event of ``RUN_DIR/metrics.jsonl``; a step logged twice (after a resume) keeps its last record."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{path} does not exist: give a run directory written by `nae train`")
+    seen, out = {}, []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if r.get("event") in ("step", "validation"):
+            key = (r["event"], r.get("phase"), r.get("step"))
+            if key in seen:
+                out[seen[key]] = r
+                continue
+            seen[key] = len(out)
+        out.append(r)
+    return out
+
+
+def series(records, key: str, event: str = "step", phase: str = "nae") -> tuple[np.ndarray, np.ndarray]:
+    """(iterations, values) of one logged quantity."""
+    pts = [(r["step"], r[key]) for r in records
+           if r.get("event") == event and r.get("phase") == phase and r.get(key) is not None]
+    if not pts:
+        return np.array([]), np.array([])
+    xs, ys = zip(*pts)
+    return np.asarray(xs), np.asarray(ys, dtype=float)
+
+
+def auroc_keys(records, phase: str = "nae") -> list[str]:
+    keys = []
+    for r in records:
+        if r.get("event") == "validation" and r.get("phase") == phase:
+            keys += [k for k in r if k.startswith("auroc_") and k not in keys]
+    return keys
+
+
+def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float = 0.02) -> dict:
+    """The equilibrium diagnostics of an NAE run.
+
+    Returns ``{"iterations", "ratio" (mean E(x-) / mean E(x+) over the last ``last`` of the
+    logged steps), "near_equilibrium" (ratio >= target), "auroc_last" {set: last value},
+    "auroc_change" {set: last minus the mean of the validations in the last ``last`` of the
+    run before it, or None}, "auroc_flat" (every change within ``flat_tol``)}``.
+    """
+    rec = read_metrics(run_dir)
+    it, e_pos = series(rec, "e_pos")
+    _, e_neg = series(rec, "e_neg")
+    out = {"iterations": int(it.max()) if len(it) else 0, "ratio": None, "near_equilibrium": False,
+           "auroc_last": {}, "auroc_change": {}, "auroc_flat": None}
+    if len(it):
+        k = max(1, int(round(len(it) * last)))
+        out["ratio"] = float(e_neg[-k:].mean() / e_pos[-k:].mean())
+        out["near_equilibrium"] = out["ratio"] >= target
+    flats = []
+    for key in auroc_keys(rec):
+        xs, ys = series(rec, key, event="validation")
+        if not len(xs):
+            continue
+        name = key[len("auroc_"):]
+        out["auroc_last"][name] = float(ys[-1])
+        window = ys[:-1][xs[:-1] >= xs[-1] * (1 - max(last, 0.2))]
+        change = float(ys[-1] - window.mean()) if len(window) else None
+        out["auroc_change"][name] = change
+        if change is not None:
+            flats.append(abs(change) <= flat_tol)
+    out["auroc_flat"] = all(flats) if flats else None
+    return out
+
+
+def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3.0)):
+    """Two panels: E(x+) and E(x-) against the NAE iteration (log scale), and the validation
+    AUROC of each watched outlier set.  Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    rec = read_metrics(run_dir)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
+    for key, label, color in (("e_pos", "E(x+), data", "tab:blue"), ("e_neg", "E(x-), samples", "tab:red")):
+        xs, ys = series(rec, key)
+        if len(xs):
+            a1.plot(xs, ys, lw=0.8, color=color, alpha=0.35)
+            w = max(1, len(ys) // 25)  # a running mean shows the trend through the noise
+            a1.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.6, color=color, label=label)
+    a1.set_yscale("log")
+    a1.set_xlabel("NAE iteration")
+    a1.set_ylabel("energy")
+    a1.legend(fontsize=8, frameon=False)
+    for key in auroc_keys(rec):
+        xs, ys = series(rec, key, event="validation")
+        a2.plot(xs, ys, "o-", ms=3, lw=1.2, label=key[len("auroc_"):])
+    a2.axhline(0.5, color="k", lw=0.8, ls=":")
+    a2.set_ylim(0, 1.02)
+    a2.set_xlabel("NAE iteration")
+    a2.set_ylabel("validation AUROC")
+    if auroc_keys(rec):
+        a2.legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
