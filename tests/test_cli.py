@@ -114,7 +114,7 @@ def test_holdout_run_evaluates_heldout_digits(tmp_path):
 def test_resume_extends_the_schedule_only(tmp_path):
     run = tmp_path / "r"
     nae("train", "toy2d", "--budget", "smoke", "--out", run, "--quiet")
-    p = nae("train", "--resume", "--out", run, "train.nae.lr=1", check=False)
+    p = nae("train", "--resume", "--out", run, "train.nae.gamma=2", check=False)
     assert p.returncode == 2 and "cannot change when a run is resumed" in p.stderr and "Traceback" not in p.stderr
     n_before = len((run / "metrics.jsonl").read_text().splitlines())
     p = nae("train", "--resume", "--out", run, "--quiet", "train.nae.max_iters=8")
