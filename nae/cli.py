@@ -73,13 +73,15 @@ def _train(args) -> int:
     if args.resume and t.rank == 0:
         print(t.resume_line(), flush=True)
     status = t.fit(max_minutes=args.max_minutes)
-    if t.rank != 0:
-        return _SIGNAL_EXIT.get(_signal_name(t.interrupted), 0)
-    if status == "interrupted":
-        name = _signal_name(t.interrupted)
-        print(f"interrupted by {name} at phase {t.state['phase']}, step {t.state['step']}: checkpoint written to "
-              f"{out / 'checkpoint.pt'}; continue with: python -m nae train --resume --out {out}", file=sys.stderr)
+    if status == "interrupted":  # every process stops together, on rank 0's signal
+        name = _signal_name(t.interrupted) or "SIGTERM"
+        if t.rank == 0:
+            print(f"interrupted by {name} at phase {t.state['phase']}, step {t.state['step']}: checkpoint written "
+                  f"to {out / 'checkpoint.pt'}; continue with: python -m nae train --resume --out {out}",
+                  file=sys.stderr)
         return _SIGNAL_EXIT.get(name, 130)
+    if t.rank != 0:
+        return 0
     done = "finished" if t.state["done"] else "paused (continue with --resume)"
     extra = f" ({t.world} processes, global batch {t.cfg.data.batch_size})" if t.world > 1 else ""
     print(f"run {done}: {out}{extra}")
