@@ -50,6 +50,14 @@ def _get(cfg, dotted):
 _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 
+class _ResumeLine:
+    """Prints ``resumed from ... at phase X, step N`` once the resumed run holds its lock."""
+
+    def on_event(self, event, trainer, metrics):
+        if event == "resumed" and trainer.rank == 0:
+            print(trainer.resume_line(), flush=True)
+
+
 def _train(args) -> int:
     from .config import load_config
     from .train import prepare
@@ -69,9 +77,8 @@ def _train(args) -> int:
         if out is None:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
         extend = ()
-    t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device)
-    if args.resume and t.rank == 0:
-        print(t.resume_line(), flush=True)
+    t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device,
+                callbacks=[_ResumeLine()])
     status = t.fit(max_minutes=args.max_minutes)
     if status == "interrupted":  # every process stops together, on rank 0's signal
         name = _signal_name(t.interrupted) or "SIGTERM"

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -817,7 +816,7 @@ class Trainer:
     def _stop(self, status: str) -> str:
         """Checkpoints and returns ``status`` ("paused" or "interrupted")."""
         self.save_checkpoint()
-        self._emit(status, {"signal": signal.Signals(self.interrupted).name} if status == "interrupted" else {})
+        self._emit(status, {"signal": signal.Signals(self.interrupted).name} if self.interrupted else {})
         return status
 
     def _decide(self, *flags) -> list:
