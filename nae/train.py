@@ -731,7 +731,9 @@ class Trainer:
 
     def _logged_after(self, line: str, limit: tuple) -> bool:
         rec = _json_or_none(line)
-        if not rec or "phase" not in rec or "step" not in rec:
+        if rec is None:
+            return True  # a line cut short by a failed write (a full disk)
+        if "phase" not in rec or "step" not in rec:
             return False
         return _position(self.phases, rec["phase"], rec["step"]) > limit
 

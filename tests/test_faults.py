@@ -87,6 +87,20 @@ def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     assert RunLock(run).acquire().stale_holder is None
 
 
+def test_resume_of_a_run_in_use_is_refused_before_writing(tmp_path):
+    run = tmp_path / "run"
+    Trainer(toy_cfg(), run, progress=False).fit(stop_after=2)
+    before = {f: (run / f).read_bytes() for f in ("config.yml", "metrics.jsonl", "checkpoint.pt")}
+    p = _holder(run)
+    try:
+        with pytest.raises(CheckpointError, match=f"PID {p.pid} "):
+            Trainer.resume(run, progress=False, extend=["train.nae.lr=1e-6"]).fit()
+    finally:
+        p.kill()
+        p.wait()
+    assert before == {f: (run / f).read_bytes() for f in before}
+
+
 # --- 2. resume changes the weights would not get; CONFIG/--budget must match -------------
 
 
