@@ -15,7 +15,7 @@ from .errors import NAEError
 def _resume_config(args, out: Path):
     """``(saved config, extend)`` of ``--resume``: key=value may change the schedule and the
     learning rates; CONFIG, --budget and --data, when given, must match the run."""
-    from .config import RESUMABLE_KEYS, config_diff, load_config, load_saved_config
+    from .config import RESUMABLE_KEYS, config_diff, get_dotted, load_config, load_saved_config
 
     if out is None:
         raise NAEError("--resume needs --out RUN_DIR (the run directory to continue)")
@@ -33,18 +33,13 @@ def _resume_config(args, out: Path):
     data = [("data.indist", args.data)] if args.data else []
     given = load_config(args.config, saved.budget, [*args.overrides, *data])
     keys = config_diff(saved, given)
-    fixed = [k for k in keys if k not in RESUMABLE_KEYS]
+    fixed = [f"{k} (run {get_dotted(saved, k)!r}, given {get_dotted(given, k)!r})"
+             for k in keys if k not in RESUMABLE_KEYS]
     if fixed:
         raise NAEError(f"{args.config} (with the key=value given) does not match the run in {out}: "
-                       f"{', '.join(fixed[:5])}{' ...' if len(fixed) > 5 else ''} differ; resume without CONFIG "
+                       f"{', '.join(fixed[:4])}{' ...' if len(fixed) > 4 else ''}; resume without CONFIG "
                        f"(`--resume --out {out}`), or start a new run")
-    return saved, [(k, _get(given, k)) for k in keys]
-
-
-def _get(cfg, dotted):
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+    return saved, [(k, get_dotted(given, k)) for k in keys]
 
 
 _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}

@@ -333,7 +333,8 @@ _CHOICES = {
 }
 
 
-def _get(cfg, dotted: str):
+def get_dotted(cfg, dotted: str):
+    """The value of ``"train.nae.lr"`` in a config."""
     obj = cfg
     for part in dotted.split("."):
         obj = getattr(obj, part)
@@ -389,7 +390,7 @@ _OOD_KEYS = ("data.ood_val", "data.ood_target")
 
 def _check_ranges(cfg: RunConfig) -> None:
     for key, (ok, what) in _RANGES.items():
-        v = _get(cfg, key)
+        v = get_dotted(cfg, key)
         if v is not None and not ok(v):
             raise ConfigError(f"config key {key!r} is {v!r}; it must be {what}")
     phase = _MAIN_PHASE[cfg.model.kind]
@@ -419,7 +420,7 @@ def check_ood_name(name: str, where: str) -> None:
 def validate(cfg: RunConfig) -> None:
     """Checks values that a type alone cannot (choices, ranges, data set names)."""
     for dotted, choices in _CHOICES.items():
-        obj = _get(cfg, dotted)
+        obj = get_dotted(cfg, dotted)
         if obj not in choices:
             raise ConfigError(f"config key {dotted!r} is {obj!r}; choose one of {', '.join(choices)}")
     for chain_name in ("z_chain", "x_chain"):
@@ -438,7 +439,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"model.{net} needs a 'name' (one of the networks in nae.nets.NETS)")
     if len(cfg.model.x_shape) == 3:  # 2-D toy data is generated, never looked up
         for key in _OOD_KEYS:
-            name = _get(cfg, key)
+            name = get_dotted(cfg, key)
             if name is not None:
                 check_ood_name(name, f"config key {key!r}")
 

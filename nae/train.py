@@ -41,7 +41,7 @@ from typing import Optional
 import torch
 
 from . import checkpoint as ckpt
-from .config import RunConfig, config_diff, extend_schedule, load_saved_config, save_config
+from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
 from .models import build_model
 
@@ -49,12 +49,6 @@ PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
 #: the signals after which fit() finishes its step, checkpoints and returns "interrupted"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _dotted(cfg, key: str):
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 def _position(phases, phase: str, step: int) -> tuple:
@@ -331,7 +325,7 @@ class Trainer:
     def _apply_changes(self, saved: RunConfig) -> None:
         """Checks the resume changes ``saved`` -> ``self.cfg`` against the run's state, reopens a
         finished run whose last phase grew, sets changed learning rates, records the history."""
-        changes = [(key, _dotted(saved, key), _dotted(self.cfg, key)) for key in config_diff(saved, self.cfg)]
+        changes = [(key, get_dotted(saved, key), get_dotted(self.cfg, key)) for key in config_diff(saved, self.cfg)]
         if not changes:
             return
         self._reopen_if_extended(saved)
