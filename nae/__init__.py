@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 
-def load_pretrained(name: str, which: str = "final", device="cpu"):
-    """A published pretrained model from ``pretrained/`` (sha256-checked); see nae.pretrained."""
+def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
+    """A published pretrained model from ``pretrained/`` (or ``root``), sha256-checked; see nae.pretrained."""
     from .pretrained import load_pretrained as _lp
 
-    return _lp(name, which=which, device=device)
+    return _lp(name, which=which, device=device, root=root)

@@ -1,6 +1,7 @@
 """Atomic checkpoint files and random-number-generator state."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -14,24 +15,60 @@ from .errors import CheckpointError
 FORMAT = "nae-checkpoint-v1"
 
 
+#: OS errors that mean "this storage cannot take the file", not a bug
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_error(e: OSError, path) -> CheckpointError:
+    """One line naming the cause (``no space left on device at RUN/checkpoint.pt``)."""
+    cause = os.strerror(e.errno).lower() if e.errno else str(e)
+    return CheckpointError(f"{cause} at {path}: nothing was half-written and the previous checkpoint is intact; "
+                           f"free some space or choose a writable --out, then continue with --resume")
+
+
 def atomic_save(obj, path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
 
-    A crash or kill while writing leaves the previous file intact.
+    A crash or kill while writing leaves the previous file intact (and at worst a
+    ``NAME.*.tmp`` file, which :func:`clean_stale_tmp` removes); a full disk or a read-only
+    folder raises a :class:`CheckpointError` naming the cause, with the previous file intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        if e.errno in STORAGE_ERRNOS:
+            raise storage_error(e, path) from None
         raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path) -> None:
+    if path is not None and os.path.exists(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def clean_stale_tmp(run_dir) -> list:
+    """Removes the ``NAME.pt.*.tmp`` files that killed writes left in ``run_dir`` (call it
+    only while holding the run's lock: then no write is in progress).  Returns their names."""
+    removed = []
+    for p in Path(run_dir).glob("*.pt.*.tmp"):
+        _unlink_quietly(p)
+        removed.append(p.name)
+    return removed
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

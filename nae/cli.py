@@ -12,18 +12,58 @@ from pathlib import Path
 from .errors import NAEError
 
 
+def _resume_config(args, out: Path):
+    """``(saved config, extend)`` of ``--resume``: key=value may change the schedule and the
+    learning rates; CONFIG, --budget and --data, when given, must match the run."""
+    from .config import RESUMABLE_KEYS, config_diff, get_dotted, load_config, load_saved_config
+
+    if out is None:
+        raise NAEError("--resume needs --out RUN_DIR (the run directory to continue)")
+    if not (out / "config.yml").is_file():
+        raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
+    saved = load_saved_config(out / "config.yml")
+    if args.budget and args.budget != saved.budget:
+        raise NAEError(f"--budget {args.budget} does not match the run in {out} (budget {saved.budget}); "
+                       f"drop --budget to resume it")
+    if args.data and args.data != saved.data.indist:
+        raise NAEError(f"--data {args.data} does not match the run in {out} (data.indist {saved.data.indist}); "
+                       f"drop --data to resume it")
+    if not args.config:
+        return saved, list(args.overrides)
+    data = [("data.indist", args.data)] if args.data else []
+    given = load_config(args.config, saved.budget, [*args.overrides, *data])
+    if given.train.precision == "auto":  # the run resolved it when it started, and keeps it
+        given.train.precision = saved.train.precision
+    keys = config_diff(saved, given)
+    fixed = [f"{k} (run {get_dotted(saved, k)!r}, given {get_dotted(given, k)!r})"
+             for k in keys if k not in RESUMABLE_KEYS]
+    if fixed:
+        raise NAEError(f"{args.config} (with the key=value given) does not match the run in {out}: "
+                       f"{', '.join(fixed[:4])}{' ...' if len(fixed) > 4 else ''}; resume without CONFIG "
+                       f"(`--resume --out {out}`), or start a new run")
+    return saved, [(k, get_dotted(given, k)) for k in keys]
+
+
+_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class _ResumeLine:
+    """Prints ``resumed from ... at phase X, step N`` once the resumed run holds its lock."""
+
+    def on_event(self, event, trainer, metrics):
+        if event == "resumed" and trainer.rank == 0:
+            print(trainer.resume_line(), flush=True)
+
+
 def _train(args) -> int:
-    from .config import load_config, load_saved_config
-    from .train import train
+    from .config import load_config
+    from .train import prepare
 
     out = Path(args.out) if args.out else None
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise NAEError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     if args.resume:
-        if out is None:
-            raise NAEError("--resume needs --out RUN_DIR (the run directory to continue)")
-        cfg = load_saved_config(out / "config.yml") if (out / "config.yml").is_file() else None
-        if cfg is None:
-            raise NAEError(f"cannot resume: {out / 'config.yml'} does not exist")
-        # key=value with --resume: the schedule only (train() refuses other keys with a ConfigError)
+        cfg, extend = _resume_config(args, out)
     else:
         overrides = list(args.overrides)
         if args.data:
@@ -33,17 +73,27 @@ def _train(args) -> int:
             cfg.device = args.device
         if out is None:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
-    if cfg is not None and args.precision:
+        extend = ()
+    if args.precision:
         if args.resume and args.precision != cfg.train.precision:
             raise NAEError(f"--precision {args.precision}: the run in {out} trains in {cfg.train.precision} "
                            f"(its config.yml); a resumed run keeps its precision")
         cfg.train.precision = args.precision
-    t = train(cfg, out, resume=args.resume, max_minutes=args.max_minutes, progress=not args.quiet,
-              extend=list(args.overrides) if args.resume else (), callbacks=(_StartLine(),))
-    status = "finished" if t.state["done"] else "paused (continue with --resume)"
-    if t.rank == 0:
-        extra = f" ({t.world} processes, global batch {cfg.data.batch_size})" if t.world > 1 else ""
-        print(f"run {status}: {out}{extra}")
+    t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device,
+                callbacks=[_ResumeLine(), _StartLine()])
+    status = t.fit(max_minutes=args.max_minutes)
+    if status == "interrupted":  # every process stops together, on rank 0's signal
+        name = _signal_name(t.interrupted) or "SIGTERM"
+        if t.rank == 0:
+            print(f"interrupted by {name} at phase {t.state['phase']}, step {t.state['step']}: checkpoint written "
+                  f"to {out / 'checkpoint.pt'}; continue with: python -m nae train --resume --out {out}",
+                  file=sys.stderr)
+        return _SIGNAL_EXIT.get(name, 130)
+    if t.rank != 0:
+        return 0
+    done = "finished" if t.state["done"] else "paused (continue with --resume)"
+    extra = f" ({t.world} processes, global batch {t.cfg.data.batch_size})" if t.world > 1 else ""
+    print(f"run {done}: {out}{extra}")
     return 0
 
 
@@ -55,15 +105,42 @@ class _StartLine:
             print(f"training {trainer.run_dir}: {trainer.precision_note}", flush=True)
 
 
+def _signal_name(signum) -> str:
+    import signal
+
+    return signal.Signals(signum).name if signum else ""
+
+
 def _evaluate(args) -> int:
+    from .config import check_ood_name
     from .evaluate import evaluate_run, format_table, to_json
 
-    ood = [s.strip() for s in args.ood.split(",") if s.strip()] if args.ood else None
+    ood = None
+    if args.ood is not None:
+        ood = [s.strip() for s in args.ood.split(",") if s.strip()]
+        if not ood:
+            raise NAEError(f"--ood {args.ood!r} names no outlier set; give NAME[,NAME...] or leave --ood out "
+                           f"for the default list")
+        for name in ood:
+            check_ood_name(name, "--ood")
+    if args.json:
+        _check_writable(args.json, "--json")
     res = evaluate_run(args.run_dir, ood, which=args.which, n=args.n, precision=args.precision)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(to_json(res))
     return 0
+
+
+def _check_writable(path, option: str) -> None:
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise NAEError(f"{option} {path}: the directory {parent} does not exist")
+
+
+#: sample options that must be positive / non-negative: (option, attribute, least value)
+_SAMPLE_LIMITS = (("--n", "n", 1), ("--nrow", "nrow", 1), ("--z-steps", "z_steps", 0), ("--x-steps", "x_steps", 0))
+_SAMPLE_FORMATS = (".png", ".npy")
 
 
 def _sample(args) -> int:
@@ -74,8 +151,14 @@ def _sample(args) -> int:
     from .run import load_run
     from .viz import save_image_grid, save_scatter
 
-    if args.nrow < 1:
-        raise NAEError(f"--nrow must be at least 1, got {args.nrow}")
+    for option, attr, least in _SAMPLE_LIMITS:
+        v = getattr(args, attr)
+        if v is not None and v < least:
+            raise NAEError(f"{option} must be {'positive' if least else '>= 0'}, got {v}")
+    out = Path(args.out)
+    if out.suffix not in _SAMPLE_FORMATS:
+        raise NAEError(f"--out must end in .png or .npy, got {out.name!r}")
+    _check_writable(out, "--out")
     model = load_run(args.run_dir, which=args.which)
     g = torch.Generator().manual_seed(args.seed)
     prec = resolve_precision(args.precision, model.device)
@@ -85,16 +168,12 @@ def _sample(args) -> int:
         else:
             x = model.sample(args.n, generator=g)
     x = x.float()
-    out = Path(args.out)
     if out.suffix == ".npy":
         np.save(out, x.cpu().numpy())
-    elif out.suffix == ".png":
-        if x.dim() == 2:
-            save_scatter(x, out)
-        else:
-            save_image_grid(x, out, nrow=args.nrow, min_cell=64)
+    elif x.dim() == 2:
+        save_scatter(x, out)
     else:
-        raise NAEError(f"--out must end in .png or .npy, got {out.name!r}")
+        save_image_grid(x, out, nrow=args.nrow, min_cell=64)
     print(f"wrote {args.n} samples to {out} (precision {prec})")
     return 0
 
@@ -127,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default runs/NAME-BUDGET)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint; key=value may then only change the "
-                        "schedule (e.g. train.nae.max_iters=300 to train a finished run longer)")
+                        "schedule (e.g. train.nae.max_iters=300 to train a finished run longer) or the learning "
+                        "rates (train.nae.lr=1e-6); CONFIG and --budget, if given, must match the run")
     t.add_argument("--max-minutes", type=float, help="stop cleanly at a checkpoint after this many minutes")
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: the config's, auto)")
     t.add_argument("--data", help="in-distribution data instead of the config's: a registered name, "

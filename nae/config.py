@@ -125,6 +125,7 @@ class TrainConfig:
     ae: AEPhaseConfig = field(default_factory=AEPhaseConfig)
     nae: NAEPhaseConfig = field(default_factory=NAEPhaseConfig)
     ckpt_every: int = 200              #: iterations between checkpoints
+    ckpt_minutes: Optional[float] = 5.0  #: also checkpoint after this many minutes of wall time (None: off)
     sample_every: Optional[int] = None
     #: start the NAE phase from this autoencoder instead of pre-training one: the ``ae.pt``
     #: of another run (or its run directory), or a published model's name
@@ -317,9 +318,11 @@ def load_config(path, budget: str | None = None, overrides=()) -> RunConfig:
     """Reads a YAML config, applies the budget and ``key=value`` overrides, and checks it."""
     p = resolve_config_path(path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not raw:  # an empty file would silently start the full default schedule
+        raise ConfigError(f"{p}: the config file is empty; start from one of configs/*.yml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: a config must be a mapping at the top level")
     try:
@@ -336,12 +339,94 @@ _CHOICES = {
 }
 
 
+def get_dotted(cfg, dotted: str):
+    """The value of ``"train.nae.lr"`` in a config."""
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _finite(v) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+#: the ranges of numeric keys: (test, what the value must be); None passes where the
+#: type allows it.  Values outside them cannot give a meaningful run.
+_POSITIVE = (lambda v: v > 0 and _finite(v), "positive")
+_NON_NEGATIVE = (lambda v: v >= 0 and _finite(v), ">= 0")
+_LEARNING_RATE = (lambda v: 0 < v <= 1, "in (0, 1] (Adam moves every weight by about lr per step)")
+_RANGES = {
+    "data.batch_size": _POSITIVE,
+    "data.eval_batch_size": _POSITIVE,
+    "data.n_train": _POSITIVE,
+    "data.n_val": _POSITIVE,
+    "model.z_dim": _POSITIVE,
+    "model.temperature": _POSITIVE,
+    "model.decoder_sigma": _POSITIVE,
+    "sampler.buffer_size": _NON_NEGATIVE,
+    "sampler.z_chain.step_size": _POSITIVE,
+    "sampler.x_chain.step_size": _POSITIVE,
+    "sampler.z_chain.noise_std": _NON_NEGATIVE,
+    "sampler.x_chain.noise_std": _NON_NEGATIVE,
+    "sampler.z_chain.n_steps": _NON_NEGATIVE,
+    "sampler.x_chain.n_steps": _NON_NEGATIVE,
+    "train.ae.lr": _LEARNING_RATE,
+    "train.nae.lr": _LEARNING_RATE,
+    "train.nae.temperature_lr": _NON_NEGATIVE,
+    "train.ae.epochs": _NON_NEGATIVE,
+    "train.nae.epochs": _NON_NEGATIVE,
+    "train.ae.max_iters": _NON_NEGATIVE,
+    "train.nae.max_iters": _NON_NEGATIVE,
+    "train.ae.val_every": _POSITIVE,
+    "train.nae.val_every": _POSITIVE,
+    "train.ae.patience": _POSITIVE,
+    "train.ckpt_every": _POSITIVE,
+    "train.ckpt_minutes": _POSITIVE,
+    "train.sample_every": _POSITIVE,
+}
+
+#: the phase that makes the model of each kind: it must train at least one iteration
+#: (the AE pre-training of an NAE may be skipped with epochs: 0)
+_MAIN_PHASE = {"nae": "nae", "ae": "ae", "vae": "ae"}
+
+#: the data keys naming an outlier set watched during training
+_OOD_KEYS = ("data.ood_val", "data.ood_target")
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    for key, (ok, what) in _RANGES.items():
+        v = get_dotted(cfg, key)
+        if v is not None and not ok(v):
+            raise ConfigError(f"config key {key!r} is {v!r}; it must be {what}")
+    phase = _MAIN_PHASE[cfg.model.kind]
+    pc = getattr(cfg.train, phase)
+    for key in ("epochs", "max_iters"):
+        if getattr(pc, key) == 0:
+            raise ConfigError(f"config key 'train.{phase}.{key}' is 0: the {phase.upper()} phase makes the "
+                              f"model of kind {cfg.model.kind!r} and must train at least one iteration")
+
+
+def check_ood_name(name: str, where: str) -> None:
+    """A registered data set name, ``heldout`` or a user spec (``folder:PATH`` ...): else a
+    ConfigError naming ``where`` (a config key or option).  Whether the files are there is not
+    checked: a registered set that is missing is reported as absent where it is used."""
+    from . import data as D
+
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where} is empty; give a data set name (see `python -m nae data`)")
+    if name.lower() == "heldout" or name.startswith(D._USER_PREFIXES):
+        return
+    try:
+        D._resolve(name)
+    except D.DataError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def validate(cfg: RunConfig) -> None:
-    """Checks values that a type alone cannot (choices, positivity)."""
+    """Checks values that a type alone cannot (choices, ranges, data set names)."""
     for dotted, choices in _CHOICES.items():
-        obj = cfg
-        for part in dotted.split("."):
-            obj = getattr(obj, part)
+        obj = get_dotted(cfg, dotted)
         if obj not in choices:
             raise ConfigError(f"config key {dotted!r} is {obj!r}; choose one of {', '.join(choices)}")
     for chain_name in ("z_chain", "x_chain"):
@@ -350,10 +435,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"sampler.{chain_name}.clip_type must be 'row' or 'element', got {chain.clip_type!r}")
         if chain.step_size is None and chain.noise_std is None:
             raise ConfigError(f"sampler.{chain_name}: give step_size, noise_std or both")
-        if chain.n_steps < 0:
-            raise ConfigError(f"sampler.{chain_name}.n_steps must be >= 0")
-    if cfg.data.batch_size <= 0:
-        raise ConfigError("data.batch_size must be positive")
+    _check_ranges(cfg)
     n_neg = cfg.sampler.n_negatives
     if n_neg is not None:
         if n_neg <= 0:
@@ -368,11 +450,31 @@ def validate(cfg: RunConfig) -> None:
     for net in ("encoder", "decoder"):
         if "name" not in getattr(cfg.model, net):
             raise ConfigError(f"model.{net} needs a 'name' (one of the networks in nae.nets.NETS)")
+    if len(cfg.model.x_shape) == 3:  # 2-D toy data is generated, never looked up
+        for key in _OOD_KEYS:
+            name = get_dotted(cfg, key)
+            if name is not None:
+                check_ood_name(name, f"config key {key!r}")
 
 
-def save_config(cfg: RunConfig, path: Path) -> None:
-    d = cfg.to_dict()
-    Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+def save_config(cfg: RunConfig, path: Path, history=()) -> None:
+    """Writes ``cfg`` as YAML, atomically (a temporary file renamed over ``path``).
+
+    ``history``: the changes made on resume (``Trainer.history``), appended as comment
+    lines, so that the file says when its learning rate or schedule changed and any
+    YAML reader still sees only the config."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if history:
+        text += "# history of changes made on --resume (phase, step, key: old -> new):\n"
+        text += "".join(f"#   {h['phase']} {h['step']}: {h['key']}: {h['old']} -> {h['new']}\n" for h in history)
+    path = Path(path)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_saved_config(path: Path) -> RunConfig:
@@ -387,7 +489,32 @@ def load_saved_config(path: Path) -> RunConfig:
 #: keys that may change when a run is resumed: the schedule only (how long, how often to
 #: validate or checkpoint), never what is computed
 SCHEDULE_KEYS = ("train.ae.max_iters", "train.ae.epochs", "train.ae.val_every",
-                 "train.nae.max_iters", "train.nae.epochs", "train.nae.val_every", "train.ckpt_every")
+                 "train.nae.max_iters", "train.nae.epochs", "train.nae.val_every", "train.ckpt_every",
+                 "train.ckpt_minutes")
+
+#: learning rates may change on resume too (the advice after a divergence); the change is
+#: recorded in the run's history (checkpoint, config.yml and metrics.jsonl)
+LR_KEYS = ("train.ae.lr", "train.nae.lr", "train.nae.temperature_lr")
+
+RESUMABLE_KEYS = SCHEDULE_KEYS + LR_KEYS
+
+
+def config_diff(a: RunConfig, b: RunConfig, ignore=("budget", "device")) -> list:
+    """The dotted keys whose values differ between two configs (``ignore``: top-level keys)."""
+    out = []
+
+    def walk(x, y, where):
+        if isinstance(x, dict) and isinstance(y, dict) and not where.endswith(("encoder.", "decoder.")):
+            for k in dict.fromkeys([*x, *y]):
+                walk(x.get(k), y.get(k), where + str(k) + ".")
+        elif x != y:
+            out.append(where[:-1])
+
+    da, db = a.to_dict(), b.to_dict()
+    for k in ignore:
+        da.pop(k, None), db.pop(k, None)
+    walk(da, db, "")
+    return out
 
 
 def schedule_changes(saved: RunConfig, new: RunConfig) -> list:
@@ -404,18 +531,21 @@ def schedule_changes(saved: RunConfig, new: RunConfig) -> list:
 
 
 def extend_schedule(cfg: RunConfig, overrides=()) -> RunConfig:
-    """A copy of a saved run's config with schedule keys changed (``train.nae.max_iters=300``).
+    """A copy of a saved run's config with schedule keys or learning rates changed
+    (``train.nae.max_iters=300``, ``train.nae.lr=1e-6``).
 
-    Used by ``--resume`` to train a run longer than first planned; any other key is an
-    error, because it would change the computation half-way through a run.
+    Used by ``--resume`` to train a run longer than first planned, or on with a smaller
+    learning rate; any other key is an error, because it would change the computation
+    half-way through a run.  ``Trainer.resume`` checks that the change fits the run's state.
     """
     raw = cfg.to_dict()
     raw.pop("budget", None)
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
-        if key not in SCHEDULE_KEYS:
+        if key not in RESUMABLE_KEYS:
             raise ConfigError(f"{key!r} cannot change when a run is resumed (it would change the computation); "
-                              f"only the schedule can: {', '.join(SCHEDULE_KEYS)}. Start a new run for other changes.")
+                              f"only the schedule and learning rates can: {', '.join(RESUMABLE_KEYS)}. "
+                              f"Start a new run for other changes.")
         _set_dotted(raw, key, value, RunConfig)
     new = from_dict(RunConfig, raw)
     new.budget = cfg.budget

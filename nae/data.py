@@ -361,6 +361,27 @@ def _idx_header(path: Path) -> tuple:
     return struct.unpack(">" + "I" * ndim, dims)
 
 
+def _idx_check_size(path: Path) -> tuple:
+    """The dims of an IDX file, after checking that the file holds as many bytes as its header
+    says (for ``.gz``, the uncompressed size in the gzip trailer), without reading the data."""
+    dims = _idx_header(path)
+    expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
+    try:
+        if path.suffix == ".gz":
+            with open(path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                size = struct.unpack("<I", f.read(4))[0]
+            expected %= 1 << 32  # the trailer holds the size modulo 2**32
+        else:
+            size = path.stat().st_size
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}") from e
+    if size != expected:
+        raise DataError(f"{path}: truncated or corrupt IDX file: its header says {dims}, i.e. {expected} bytes, "
+                        f"but the file has {size} bytes{' uncompressed' if path.suffix == '.gz' else ''}")
+    return dims
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """Read an IDX ubyte file (plain or gzip), checking magic number and length."""
     raw = _read_bytes(path)
@@ -609,6 +630,8 @@ class _IdxSpec(DatasetSpec):
 
     def counts(self, root, found):
         d, files = found
+        for path in files.values():  # every file complete, as its header says
+            _idx_check_size(path)
         n_train = _idx_header(files[("train", "labels")])[0]
         n_test = _idx_header(files[("test", "labels")])[0]
         return self._split_counts(n_train, n_test)
@@ -1379,6 +1402,8 @@ def _load_user(req: _Request) -> tuple:
                 f"or a single array; found keys {sorted(z)}"
             )
     x = _as_image_array(x, str(path))
+    if len(x) == 0:
+        raise DataError(f"{path}: holds 0 images ({req.split!r} split): nothing to train or score on")
     if y is not None:
         y = np.asarray(y).reshape(-1)
         if len(y) != len(x):

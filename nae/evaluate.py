@@ -75,8 +75,13 @@ def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "fin
                  precision: str = "auto") -> dict:
     from .run import load_run
 
+    from .config import check_ood_name
+
+    names = None if ood is None else list(ood)
+    for name in names or ():  # a misspelt name is an error; a registered set that is missing is "absent"
+        check_ood_name(name, "outlier set")
     model = load_run(run_dir, which=which, device=device)
-    names = list(ood) if ood else default_ood(model.config)
+    names = names or default_ood(model.config)
     return evaluate_model(model, model.config, names, n=n, precision=precision)
 
 

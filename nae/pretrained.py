@@ -36,11 +36,80 @@ def sha256(path) -> str:
 
 
 def read_manifest(root=None) -> dict:
+    """The manifest of ``root`` (default ``pretrained/``); ``{}`` when there is none.  A file that
+    is not valid JSON, or whose entries lack their ``files``, is a CheckpointError."""
     root = Path(root or PRETRAINED_DIR)
     path = root / MANIFEST
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore it, e.g. with git checkout") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path}: expected an object mapping model names to entries")
+    for name, entry in manifest.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
+            raise CheckpointError(f"{path}: entry {name!r} has no 'files' mapping (file name -> sha256)")
+    return manifest
+
+
+def verify_files(name: str, run_dir: Path, files: dict, required: bool = True) -> None:
+    """Checks the sha256 of each file of a manifest entry in ``run_dir`` (``required=False``:
+    files that are absent are skipped)."""
+    for fname, digest in files.items():
+        path = run_dir / fname
+        if not path.is_file():
+            if required:
+                raise CheckpointError(f"pretrained model {name!r}: {path} is missing")
+            continue
+        got = sha256(path)
+        if got != digest:
+            raise CheckpointError(f"pretrained model {name!r}: {path} has sha256 {got[:12]}..., the manifest "
+                                  f"says {digest[:12]}...; the file is corrupt or was changed")
+
+
+#: the files that identify a copy of a published model: they match the manifest byte for
+#: byte (a retrained run with the same config.yml has its own metrics.jsonl)
+SIGNATURE_FILES = ("config.yml", "metrics.jsonl")
+
+
+def published_entry(run_dir) -> tuple:
+    """``(name, entry)`` when ``run_dir`` holds a published model or a copy of one: its config.yml
+    and metrics.jsonl (when it has one) have the sha256 listed for them in a manifest entry
+    (in ``pretrained/`` or next to ``run_dir``); else ``(None, None)``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yml").is_file():
+        return None, None
+    digests = {}
+
+    def same(entry, fname):
+        if not (run_dir / fname).is_file():
+            return fname != "config.yml"
+        if fname not in digests:
+            digests[fname] = sha256(run_dir / fname)
+        return entry["files"].get(fname) == digests[fname]
+
+    here = run_dir.resolve().parent
+    for root in dict.fromkeys([here, PRETRAINED_DIR.resolve()]):
+        try:
+            manifest = read_manifest(root)
+        except CheckpointError:
+            if root == here:  # the run's own manifest is broken: say so
+                raise
+            continue  # another folder's broken manifest says nothing about this run
+        for name, entry in manifest.items():
+            if "config.yml" in entry["files"] and all(same(entry, f) for f in SIGNATURE_FILES):
+                return name, entry
+    return None, None
+
+
+def verify_published(run_dir) -> None:
+    """For a published model or a copy of one (see :func:`published_entry`): the sha256 of every
+    file it has; a run directory that is not a published model passes unchecked."""
+    name, entry = published_entry(run_dir)
+    if name is not None:
+        verify_files(name, Path(run_dir), entry["files"], required=False)
 
 
 def write_manifest(manifest: dict, root=None) -> None:
@@ -66,7 +135,7 @@ def pretrained_path(name: str, root=None, download: bool = True) -> Path:
                               f"(see {root / MANIFEST}, or reproduce them with `make pretrained`)")
     entry = manifest[name]
     run_dir = root / entry.get("dir", name)
-    for fname, digest in entry["files"].items():
+    for fname in entry["files"]:
         path = run_dir / fname
         if not path.is_file():
             url = entry.get("url")
@@ -77,10 +146,7 @@ def pretrained_path(name: str, root=None, download: bool = True) -> Path:
                 raise CheckpointError(
                     f"pretrained model {name!r}: {path} is missing"
                     + (f"; download it from {url}" if url else "; reproduce it with `make pretrained`"))
-        got = sha256(path)
-        if got != digest:
-            raise CheckpointError(f"pretrained model {name!r}: {path} has sha256 {got[:12]}..., the manifest "
-                                  f"says {digest[:12]}...; the file is corrupt or was changed")
+    verify_files(name, run_dir, entry["files"])
     return run_dir
 
 
@@ -88,7 +154,7 @@ def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
     """Loads a pretrained model by name after checking its files' sha256 (see module doc)."""
     from .run import load_run
 
-    model = load_run(pretrained_path(name, root), which=which, device=device)
+    model = load_run(pretrained_path(name, root), which=which, device=device, verify=False)  # checked just now
     model.pretrained_name = name
     model.manifest = read_manifest(root)[name]
     return model

@@ -23,7 +23,7 @@ def _read_config(run_dir: Path) -> RunConfig:
     return load_saved_config(path)
 
 
-def load_run(path, which: str = "final", device="cpu"):
+def load_run(path, which: str = "final", device="cpu", verify: bool = True):
     """The trained model of a run directory, in eval mode.
 
     ``which="final"`` loads ``model.pt`` (or, for an unfinished run, the latest
@@ -31,9 +31,16 @@ def load_run(path, which: str = "final", device="cpu"):
     (the AE baseline of an NAE run) as an :class:`nae.models.AE`.
     The model has ``.energy(x)``, ``.reconstruct(x)``, ``.sample(n)``; its config is
     attached as ``model.config``.
+
+    ``verify``: when the directory is a published model or a copy of one (its config.yml is
+    listed in a ``manifest.json``), the sha256 of its files are checked first.
     """
     run_dir = Path(path)
     cfg = _read_config(run_dir)
+    if verify:
+        from .pretrained import verify_published
+
+        verify_published(run_dir)
     if which not in ("final", "ae"):
         raise ValueError("which must be 'final' or 'ae'")
     if which == "ae":

@@ -28,8 +28,11 @@ Metrics reach the outside world through callbacks: objects with an
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,12 +41,21 @@ from typing import Optional
 import torch
 
 from . import checkpoint as ckpt
-from .config import RunConfig, extend_schedule, load_saved_config, save_config
-from .errors import CheckpointError, DivergenceError, NAEError
+from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
+
+#: the signals after which fit() finishes its step, checkpoints and returns "interrupted"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _position(phases, phase: str, step: int) -> tuple:
+    """Orders (phase, step) along a run: phases in order, then "finished"."""
+    order = [*phases, "finished"]
+    return (order.index(phase) if phase in order else len(order), step)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -184,7 +196,7 @@ class ProgressBar:
             return
         from tqdm.auto import tqdm
 
-        if event in ("phase_end", "end", "paused"):
+        if event in ("phase_end", "end", "paused", "interrupted"):
             if self.bar is not None:
                 self.bar.close()
             self.bar = None
@@ -260,28 +272,39 @@ class Trainer:
         self.callbacks = ([JSONLinesLogger(self.run_dir / "metrics.jsonl"), ProgressBar(progress)] if main else []) + \
             [self.history, *callbacks]
         self._data = None
+        self.run_history = []        #: changes made on resume: {phase, step, key, old, new, time}
+        self.interrupted = None      #: the signal number that stopped fit(), if any
+        self.resumed_from = None     #: the checkpoint this trainer was resumed from
+        self._pending = []           #: events of the resume, logged once fit() holds the lock
+        self._metrics_offset = None  #: size of metrics.jsonl when the loaded checkpoint was written
+        self._resumed_position = None
+        self._last_x = None          #: the latest training batch (checks a checkpoint's energies)
+        self._last_ckpt_time = time.time()
 
     # -- construction ------------------------------------------------------------------
     @classmethod
     def resume(cls, run_dir, callbacks=(), progress: bool = True, device=None, extend=()) -> "Trainer":
         """Continues the run in ``run_dir`` from its checkpoint.
 
-        ``extend``: schedule overrides (``["train.nae.max_iters=300"]``, see
-        ``nae.config.SCHEDULE_KEYS``) to train longer than first planned; a finished run whose
-        last phase gets a larger budget is reopened where that phase stopped.
+        ``extend``: schedule or learning-rate overrides (``["train.nae.max_iters=300"]``,
+        ``["train.nae.lr=1e-6"]``; see ``nae.config.RESUMABLE_KEYS``).  A finished run whose
+        last phase gets a larger budget is reopened where that phase stopped; a change the
+        weights could not get (the budget of a phase that has ended, a budget below the
+        current step) is refused.  Every change is recorded in the run's history.
         """
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.pt"
         if not path.is_file():
             raise CheckpointError(f"cannot resume: {path} does not exist (start the run without --resume)")
-        cfg = load_saved_config(run_dir / "config.yml")
-        if extend:
-            cfg = extend_schedule(cfg, extend)
+        saved = load_saved_config(run_dir / "config.yml")
+        cfg = extend_schedule(saved, extend) if extend else saved
         t = cls(cfg, run_dir, callbacks, progress, device)
-        t.load_state(ckpt.load_checkpoint(path, map_location=t.device))
+        obj = ckpt.load_checkpoint(path, map_location=t.device)
+        t.load_state(obj)
+        t.resumed_from = path
         t._pending_init_ae = False  # the checkpoint holds the weights
         if extend:
-            t._reopen_if_extended()
+            t._apply_changes(saved)
         if t.world > 1:
             rank_file = run_dir / f"rank{t.rank}.pt"
             if t.rank > 0:
@@ -294,15 +317,75 @@ class Trainer:
                 ckpt.set_rng_state(obj["rng"], t.generator)
         return t
 
-    def _reopen_if_extended(self) -> None:
-        """After ``extend``: reopens a finished run's last phase when its budget grew."""
+    def resume_line(self) -> str:
+        """``resumed from RUN/checkpoint.pt at phase nae, step 120`` (one line for the CLI)."""
+        st = self.state
+        if st["done"]:
+            return f"resumed from {self.resumed_from}: the run is already finished (nothing to train)"
+        return f"resumed from {self.resumed_from} at phase {st['phase']}, step {st['step']}"
+
+    def _phase_status(self, phase: str) -> str:
+        """``"ended"``, ``"current"`` or ``"future"`` for a phase of this run."""
+        now = self.state["phase"]
+        if now == "finished" or self.phases.index(phase) < self.phases.index(now):
+            return "ended"
+        return "current" if phase == now else "future"
+
+    def _apply_changes(self, saved: RunConfig) -> None:
+        """Checks the resume changes ``saved`` -> ``self.cfg`` against the run's state, reopens a
+        finished run whose last phase grew, sets changed learning rates, records the history."""
+        changes = [(key, get_dotted(saved, key), get_dotted(self.cfg, key)) for key in config_diff(saved, self.cfg)]
+        if not changes:
+            return
+        self._reopen_if_extended(saved)
+        for key, old, new in changes:
+            self._check_change(key, old, new, saved)
+        self._set_learning_rates()
+        for key, old, new in changes:
+            entry = {"phase": self.state["phase"], "step": self.state["step"], "key": key, "old": old, "new": new,
+                     "time": round(time.time(), 3)}
+            self.run_history.append(entry)
+            self._pending.append(("changed", {k: v for k, v in entry.items() if k not in ("phase", "step", "time")}))
+
+    def _check_change(self, key: str, old, new, saved: RunConfig) -> None:
+        """Refuses a resume change that config.yml would claim but the weights would not get."""
+        parts = key.split(".")
+        phase = parts[1] if len(parts) == 3 and parts[1] in ("ae", "nae") else None
+        if phase is None or phase not in self.phases:
+            return  # checkpoint cadence, or a phase this kind of model does not train
+        status = self._phase_status(phase)
+        budget = parts[2] in ("epochs", "max_iters")
+        if status == "ended":
+            old_total = self.phase_total_iters(pc=getattr(saved.train, phase))
+            if budget and self.phase_total_iters(phase) == old_total:
+                return  # the same number of iterations: the schedule the weights got
+            raise ConfigError(
+                f"{key}={new} cannot be applied on resume: the {phase.upper()} phase has ended "
+                f"(it ran with {key}={old}), and config.yml must describe the training the weights got. "
+                + ("Give the last phase a larger budget to train longer, or start a new run."
+                   if budget else "Start a new run to change it."))
+        if status == "current" and budget and self.phase_total_iters(phase) < self.state["step"]:
+            raise ConfigError(f"{key}={new} cannot be applied on resume: the {phase.upper()} phase is already at "
+                              f"iteration {self.state['step']}, beyond the {self.phase_total_iters(phase)} "
+                              f"iterations it would set")
+
+    def _set_learning_rates(self) -> None:
+        """The config's learning rates on the current optimiser (the checkpoint's are restored with it)."""
+        phase = self.state["phase"]
+        if phase not in self.phases:
+            return
+        fresh = self._make_optimizer(phase)
+        for group, new in zip(self.optimizer.param_groups, fresh.param_groups):
+            group["lr"] = new["lr"]
+
+    def _reopen_if_extended(self, saved: RunConfig) -> None:
+        """Reopens a finished run's last phase when its budget grew."""
         if self.state["phase"] != "finished":
             return
         last = self.phases[-1]
         ended = self.state.get("ended")
         if ended is None:  # checkpoints written before "ended" was recorded: the phase stopped at its budget
-            old_cfg = load_saved_config(self.run_dir / "config.yml")  # not yet rewritten with the extension
-            step = self.phase_total_iters(pc=getattr(old_cfg.train, "ae" if last == "ae" else "nae"))
+            step = self.phase_total_iters(pc=getattr(saved.train, "ae" if last == "ae" else "nae"))
             per_epoch = self.iters_per_epoch()
             ended = {"phase": last, "step": step, "epoch": step // per_epoch, "iter_in_epoch": step % per_epoch}
         total = self.phase_total_iters(last)
@@ -310,7 +393,7 @@ class Trainer:
             return
         self.state.update({"phase": last, "step": ended["step"], "epoch": ended["epoch"],
                            "iter_in_epoch": ended["iter_in_epoch"], "done": False})
-        self._emit("reopened", {"phase": last, "from_step": ended["step"], "to_step": total})
+        self._pending.append(("reopened", {"phase": last, "from_step": ended["step"], "to_step": total}))
 
     def _init_from_ae(self) -> None:
         """Loads ``train.init_ae`` into the encoder and decoder and makes it this run's ``ae.pt``."""
@@ -364,7 +447,11 @@ class Trainer:
     @property
     def data(self):
         if self._data is None:
-            self._data = training_sets(self.cfg)
+            train, val = training_sets(self.cfg)
+            for ds in (train, val):
+                if len(ds) == 0:
+                    raise DataError(f"the {ds.split} split of {ds.name} has no images: nothing to train on")
+            self._data = train, val
         return self._data
 
     # -- state -----------------------------------------------------------------------------
@@ -378,7 +465,13 @@ class Trainer:
             "state": dict(self.state),
             "best_ae": self.best_ae,
             "rng": ckpt.rng_state(self.generator),
+            "history": list(self.run_history),
+            "metrics_bytes": self._metrics_size(),
         }
+
+    def _metrics_size(self) -> Optional[int]:
+        path = self.run_dir / "metrics.jsonl"
+        return path.stat().st_size if path.is_file() else 0
 
     def load_state(self, obj: dict) -> None:
         try:
@@ -392,8 +485,14 @@ class Trainer:
             self.model.sampler.load_state_dict(obj["sampler"], self.device)
         self.best_ae = obj.get("best_ae")
         ckpt.set_rng_state(obj["rng"], self.generator)
+        self.run_history = list(obj.get("history") or [])  # checkpoints before the history: none
+        self._metrics_offset = obj.get("metrics_bytes")
+        self._resumed_position = (self.state["phase"], self.state["step"])
 
     def save_checkpoint(self) -> None:
+        """Writes the full state atomically, if its weights and energies are finite (else the
+        previous checkpoint stays the last good one, and a DivergenceError stops the run)."""
+        self._check_savable()
         if self.world > 1:
             import torch.distributed as dist
 
@@ -404,7 +503,22 @@ class Trainer:
             dist.barrier()  # every rank file is written before the main checkpoint
         if self.rank == 0:
             ckpt.atomic_save(self.state_dict(), self.run_dir / "checkpoint.pt")
+        self._last_ckpt_time = time.time()
         self._emit("checkpoint", {})
+
+    @torch.no_grad()
+    def _check_savable(self) -> None:
+        """Weights, and the energies they give the latest batch and negatives, must be finite: a
+        checkpoint of weights about to overflow would not be a good one to resume from."""
+        weights = torch.stack([p.detach().float().abs().max() for p in self.model.parameters()])
+        tensors = {"a weight": weights}
+        m = self.model
+        if self._last_x is not None:
+            with autocast(self.device, self.cfg.train.precision):
+                tensors["the energy of the latest batch"] = m.energy(self._last_x).float()
+                if self.state["phase"] == "nae" and getattr(self, "last_negatives", None) is not None:
+                    tensors["the energy of the latest negative samples"] = m.energy(self.last_negatives).float()
+        self._check_finite(tensors, before_checkpoint=True)
 
     def _save_weights(self, name: str, state_dict: dict, kind: str) -> None:
         if self.rank != 0:
@@ -429,7 +543,7 @@ class Trainer:
         self._sync_grads()
         if pc.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(m.parameters(), pc.clip_grad_norm)
-        self.optimizer.step()
+        self._optimizer_step()
         return {"loss": float(loss.detach()), "recon": float(recon)}
 
     def _nae_step(self, x) -> dict:
@@ -450,7 +564,7 @@ class Trainer:
         self._sync_grads()
         if pc.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(m.parameters(), pc.clip_grad_norm)
-        self.optimizer.step()
+        self._optimizer_step()
         out = {"loss": float(loss.detach()), "e_pos": float(e_pos.detach().mean()), "e_neg": float(e_neg.detach().mean()),
                "T": float(T.detach()) if torch.is_tensor(T) else float(T)}
         if neg.get("accept_rate") is not None:
@@ -458,12 +572,23 @@ class Trainer:
         self.last_negatives = x_neg
         return out
 
+    def _optimizer_step(self) -> None:
+        try:
+            self.optimizer.step()
+        except RuntimeError as e:  # Adam's step size overflows float32 for absurd learning rates
+            if "overflow" not in str(e):
+                raise
+            lrs = ", ".join(f"{g['lr']:g}" for g in self.optimizer.param_groups)
+            raise DivergenceError(f"the optimiser step overflowed in phase {self.state['phase']!r} at iteration "
+                                  f"{self.state['step']}: the learning rate is far too large "
+                                  f"({lrs})") from None
+
     def _sync_grads(self) -> None:
         """Averages the gradients over all processes (each holds 1/world of the global batch)."""
         if self.world > 1:
             _all_reduce_mean([p.grad for p in self.model.parameters() if p.grad is not None])
 
-    def _check_finite(self, tensors: dict) -> None:
+    def _check_finite(self, tensors: dict, before_checkpoint: bool = False) -> None:
         for name, t in tensors.items():
             bad = ~torch.isfinite(t).all()
             if self.world > 1:  # every rank stops together
@@ -473,11 +598,17 @@ class Trainer:
                 dist.all_reduce(bad, op=dist.ReduceOp.MAX)
                 bad = bad > 0
             if bool(bad):
-                raise DivergenceError(
-                    f"{name} became NaN or inf in phase {self.state['phase']!r} at iteration {self.state['step']} "
-                    f"(epoch {self.state['epoch']}). The last good checkpoint is kept in {self.run_dir}; "
-                    f"try a smaller learning rate or Langevin step size, then resume or restart."
-                )
+                raise DivergenceError(self._divergence_message(name, before_checkpoint))
+
+    def _divergence_message(self, name: str, before_checkpoint: bool) -> str:
+        phase, step = self.state["phase"], self.state["step"]
+        when = "after" if before_checkpoint else "at"
+        lr = self.phase_cfg(phase).lr if phase in self.phases else None
+        advice = (f"resume it with a smaller learning rate: python -m nae train --resume --out {self.run_dir} "
+                  f"train.{phase}.lr={lr / 10:g}" if lr else "resume it with a smaller learning rate")
+        return (f"{name} became NaN or inf in phase {phase!r} {when} iteration {step} (epoch {self.state['epoch']}). "
+                f"The last checkpoint with finite weights and energies is kept in {self.run_dir}; {advice}, "
+                f"or start a new run with a smaller Langevin step size.")
 
     # -- validation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -519,13 +650,110 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, max_minutes: Optional[float] = None, stop_after: Optional[int] = None) -> str:
-        """Trains until done.  Returns ``"done"`` or ``"paused"`` (time or ``stop_after`` iterations
-        reached; the state is checkpointed and ``Trainer.resume`` continues it)."""
+        """Trains until done.  Returns ``"done"``, ``"paused"`` (time or ``stop_after`` iterations
+        reached) or ``"interrupted"`` (SIGINT or SIGTERM: the current step is finished first;
+        ``self.interrupted`` is the signal).  A paused or interrupted run is checkpointed and
+        ``Trainer.resume`` continues it exactly.
+
+        While it runs, fit() holds the run directory's lock (:mod:`nae.rundir`): a second
+        training in the same directory is refused."""
+        if max_minutes is not None and not max_minutes > 0:
+            raise ConfigError(f"max_minutes (--max-minutes) must be positive, got {max_minutes!r}")
+        with self._guard():
+            return self._fit(max_minutes, stop_after)
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """The lock, the signal handlers and readable storage errors around fit()."""
+        from .rundir import RunLock
+
+        lock = RunLock(self.run_dir) if self.rank == 0 else None
+        previous = {}
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if lock is not None:
+                lock.acquire()
+                ckpt.clean_stale_tmp(self.run_dir)
+                self._dedupe_metrics()
+                if lock.stale_holder:
+                    self._pending.insert(0, ("lock_taken_over", {"stale_holder": lock.stale_holder}))
+            previous = self._install_signal_handlers()
+            yield
+        except OSError as e:
+            if e.errno in ckpt.STORAGE_ERRNOS:
+                raise ckpt.storage_error(e, e.filename or self.run_dir) from None
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if lock is not None:
+                lock.release()
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGINT/SIGTERM set ``self.interrupted``; the loop stops after the current step.  A second
+        signal stops at once (KeyboardInterrupt).  Only possible in the main thread."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self.interrupted = None
+
+        def handler(signum, frame):
+            if self.interrupted is not None:
+                raise KeyboardInterrupt
+            self.interrupted = signum
+
+        return {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def _dedupe_metrics(self) -> None:
+        """After a resume: drops the events metrics.jsonl got after the checkpoint was written
+        (they are about to be logged again), keeping those of the checkpoint's own moment."""
+        path = self.run_dir / "metrics.jsonl"
+        if self._resumed_position is None or not path.is_file():
+            return
+        text = path.read_text()
+        lines = text.splitlines(keepends=True)
+        offset = self._metrics_offset
+        if offset is None:  # checkpoints before "metrics_bytes": after its last checkpoint event
+            start = self._last_checkpoint_line(lines)
+        else:
+            start = len(text.encode()[:offset].decode(errors="ignore").splitlines(keepends=True))
+        if start is None or offset is not None and offset > len(text.encode()):
+            return
+        limit = _position(self.phases, *self._resumed_position)
+        keep = lines[:start] + [ln for ln in lines[start:] if not self._logged_after(ln, limit)]
+        if len(keep) != len(lines):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(keep))
+            os.replace(tmp, path)
+        self._resumed_position = None
+
+    def _last_checkpoint_line(self, lines) -> Optional[int]:
+        phase, step = self._resumed_position
+        for i in range(len(lines) - 1, -1, -1):
+            rec = _json_or_none(lines[i])
+            if rec and rec.get("event") == "checkpoint" and (rec.get("phase"), rec.get("step")) == (phase, step):
+                return i + 1
+        return None
+
+    def _logged_after(self, line: str, limit: tuple) -> bool:
+        rec = _json_or_none(line)
+        if rec is None:
+            return True  # a line cut short by a failed write (a full disk)
+        if "phase" not in rec or "step" not in rec:
+            return False
+        return _position(self.phases, rec["phase"], rec["step"]) > limit
+
+    def _fit(self, max_minutes, stop_after) -> str:
         from . import data as D
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            save_config(self.cfg, self.run_dir / "config.yml")
+            save_config(self.cfg, self.run_dir / "config.yml", self.run_history)
+        for event, metrics in self._pending:
+            self._emit(event, metrics)
+        if self.resumed_from is not None:
+            self._emit("resumed", {"from": str(self.resumed_from)})
+        self._pending = []
         if self.state["done"]:
             return "done"
         self._emit("start", {"precision": self.cfg.train.precision, "device": str(self.device),
@@ -533,6 +761,7 @@ class Trainer:
         if self._pending_init_ae:
             self._init_from_ae()
         t0 = time.time()
+        self._last_ckpt_time = t0
         wall0 = self.state["wall_s"]
         done_iters = 0
         self.model.train()
@@ -540,9 +769,10 @@ class Trainer:
         dev = self.device
         cl = self.cfg.train.precision == "bf16" and len(self.model.x_shape) == 3
         while self.state["phase"] in self.phases:
+            if self._decide(self.interrupted is not None)[0]:  # a signal between phases (or before the start)
+                return self._stop("interrupted")
             phase = self.state["phase"]
             pc = self.phase_cfg()
-            per_epoch = self.iters_per_epoch()
             finished = self.state["epoch"] >= pc.epochs or (pc.max_iters is not None and self.state["step"] >= pc.max_iters)
             while not finished:
                 epoch = self.state["epoch"]
@@ -558,6 +788,7 @@ class Trainer:
                     if cl:
                         x = x.contiguous(memory_format=torch.channels_last)
                     metrics = self._ae_step(x) if phase == "ae" else self._nae_step(x)
+                    self._last_x = x
                     self.state["iter_in_epoch"] = i + 1
                     self.state["step"] += 1
                     self.state["wall_s"] = wall0 + time.time() - t0
@@ -569,13 +800,16 @@ class Trainer:
                     stop_phase = (pc.max_iters is not None and step >= pc.max_iters) or self._early_stopped()
                     if stop_phase:
                         break
-                    if step % self.cfg.train.ckpt_every == 0:
+                    pause, interrupt, timed = self._decide(
+                        (stop_after is not None and done_iters >= stop_after)
+                        or (max_minutes is not None and time.time() - t0 >= 60 * max_minutes),
+                        self.interrupted is not None,
+                        self.cfg.train.ckpt_minutes is not None
+                        and time.time() - self._last_ckpt_time >= 60 * self.cfg.train.ckpt_minutes)
+                    if pause or interrupt:
+                        return self._stop("interrupted" if interrupt else "paused")
+                    if step % self.cfg.train.ckpt_every == 0 or timed:
                         self.save_checkpoint()
-                    if self._should_pause(stop_after is not None and done_iters >= stop_after,
-                                          max_minutes is not None and time.time() - t0 >= 60 * max_minutes):
-                        self.save_checkpoint()
-                        self._emit("paused", {})
-                        return "paused"
                 else:
                     self.state["epoch"] += 1
                     self.state["iter_in_epoch"] = 0
@@ -586,20 +820,28 @@ class Trainer:
                 finished = True
             self._end_phase()
         self.state["done"] = True
+        self._check_savable()
         self._save_weights("model.pt", self.model.state_dict(), self.cfg.model.kind)
         self.save_checkpoint()
         self._emit("end", {"wall_s": self.state["wall_s"]})
         return "done"
 
-    def _should_pause(self, *flags) -> bool:
-        stop = any(flags)
-        if self.world > 1:  # rank 0's clock decides for everyone
+    def _stop(self, status: str) -> str:
+        """Checkpoints and returns ``status`` ("paused" or "interrupted")."""
+        self.save_checkpoint()
+        self._emit(status, {"signal": signal.Signals(self.interrupted).name} if self.interrupted else {})
+        return status
+
+    def _decide(self, *flags) -> list:
+        """The flags as rank 0 sees them (its clock and signals decide for every process)."""
+        out = [bool(f) for f in flags]
+        if self.world > 1:
             import torch.distributed as dist
 
-            t = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            t = torch.tensor([1.0 if f else 0.0 for f in out], device=self.device)
             dist.broadcast(t, 0)
-            stop = bool(t.item() > 0)
-        return stop
+            out = [bool(v > 0) for v in t.tolist()]
+        return out
 
     def _run_validation(self):
         if self.state.get("last_val_step") == (self.state["phase"], self.state["step"]):
@@ -642,18 +884,31 @@ class Trainer:
             self.save_checkpoint()
 
 
-def train(cfg: RunConfig, run_dir, resume: bool = False, max_minutes=None, progress: bool = True,
-          callbacks=(), extend=()) -> Trainer:
-    """Trains (or resumes) a run; returns the trainer.  See :class:`Trainer`.
+def _json_or_none(line: str):
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
 
-    ``extend`` (with ``resume``): schedule overrides to train longer, see :meth:`Trainer.resume`.
-    """
+
+def prepare(cfg: Optional[RunConfig], run_dir, resume: bool = False, progress: bool = True, callbacks=(),
+            extend=(), device=None) -> Trainer:
+    """The trainer of a new run (``cfg``) or of a resumed one (``resume``), not yet fitted."""
     run_dir = Path(run_dir)
     if resume:
-        t = Trainer.resume(run_dir, callbacks, progress, extend=extend)
-    else:
-        if (run_dir / "checkpoint.pt").exists():
-            raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
-        t = Trainer(cfg, run_dir, callbacks, progress)
+        return Trainer.resume(run_dir, callbacks, progress, device=device, extend=extend)
+    if (run_dir / "checkpoint.pt").exists():
+        raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    return Trainer(cfg, run_dir, callbacks, progress, device=device)
+
+
+def train(cfg: RunConfig, run_dir, resume: bool = False, max_minutes=None, progress: bool = True,
+          callbacks=(), extend=(), device=None) -> Trainer:
+    """Trains (or resumes) a run; returns the trainer.  See :class:`Trainer`.
+
+    ``extend`` (with ``resume``): schedule or learning-rate overrides, see :meth:`Trainer.resume`.
+    """
+    t = prepare(cfg, run_dir, resume, progress, callbacks, extend, device)
     t.fit(max_minutes=max_minutes)
     return t

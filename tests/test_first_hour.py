@@ -220,7 +220,7 @@ def test_image_grid_png_is_big_enough_to_see(tmp_path):
 
 def test_sample_refuses_nrow_below_one(tmp_path, capsys):
     assert cli.main(["sample", str(tmp_path), "--nrow", "0", "--out", str(tmp_path / "x.png")]) == 2
-    assert capsys.readouterr().err.strip() == "error: --nrow must be at least 1, got 0"
+    assert capsys.readouterr().err.strip() == "error: --nrow must be positive, got 0"
 
 
 # --------------------------------------------------------------------------- the book

@@ -89,7 +89,7 @@ def test_kill_then_resume_matches_uninterrupted_run(tmp_path):
     p.wait()
     state = load_checkpoint(run / "checkpoint.pt")["state"]
     assert not state["done"], "the run finished before it was killed; the test proves nothing"
-    subprocess.run([*cmd, "--out", str(run), "--resume"], check=True, env=env, timeout=300)
+    subprocess.run([*cmd, "--out", str(run), "--resume", *over], check=True, env=env, timeout=300)  # the same command
     a = load_checkpoint(tmp_path / "ref" / "model.pt")["model"]
     b = load_checkpoint(run / "model.pt")["model"]
     for k in a:
@@ -180,7 +180,7 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     assert load_saved_config(tmp_path / "r" / "config.yml").train.nae.max_iters == 13  # the new schedule is recorded
     assert any(not torch.equal(before[k], v) for k, v in _params(more.model).items())
     with pytest.raises(ConfigError, match="cannot change when a run is resumed"):
-        Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.lr=1.0"])
+        Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.gamma=2.0"])
 
 
 def test_extend_works_on_checkpoints_without_the_ended_record(tmp_path):

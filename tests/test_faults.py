@@ -1,0 +1,404 @@
+"""Fault injection (issue 16): every bad input refused up front, every interruption survivable.
+
+One test (or a parametrised family) per item of the issue, in its order: the run-directory
+lock; resume changes that config.yml would claim but the weights did not get; values no run
+can use; divergence; signals, time-based checkpoints, stale temporary files, a full disk and
+duplicate events; published models.  Everything runs on the toy 2-D smoke budget in
+seconds; the signal tests send real signals to a training subprocess.
+"""
+import errno
+import gzip
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import nae
+from nae import checkpoint as ckpt
+from nae.checkpoint import load_checkpoint
+from nae.cli import main
+from nae.config import load_config, load_saved_config
+from nae.errors import CheckpointError, ConfigError, DataError, DivergenceError
+from nae.rundir import RunLock
+from nae.run import load_run
+from nae.train import Trainer
+
+TOY = ["train.nae.max_iters=8", "train.ckpt_every=1000", "data.n_train=800", "data.batch_size=100"]
+CLI = [sys.executable, "-m", "nae", "train", "toy2d", "--budget", "smoke", "--quiet"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def toy_cfg(*extra):
+    return load_config("toy2d", budget="smoke", overrides=[*TOY, *extra])
+
+
+def cli(argv, capsys):
+    """``python -m nae ARGV`` in this process: (exit status, stdout, stderr)."""
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def events(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def same_weights(a, b):
+    a, b = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- 1. the run-directory lock ----------------------------------------------------------
+
+
+HOLD = "import sys, time; from nae.rundir import RunLock; lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)"
+
+
+def _holder(run):
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    p = _holder(run)
+    try:
+        with pytest.raises(CheckpointError, match=f"in use by another training \\(PID {p.pid} "):
+            Trainer(toy_cfg(), run, progress=False).fit()
+        assert not (run / "config.yml").exists()  # refused before writing anything
+    finally:
+        p.kill()
+        p.wait()
+    t = Trainer(toy_cfg("train.nae.max_iters=2"), run, progress=False)  # the holder was killed: stale lock
+    assert t.fit() == "done"
+    taken = [e for e in events(run) if e["event"] == "lock_taken_over"]
+    assert taken and taken[0]["stale_holder"].startswith(f"{p.pid} ")
+    assert (run / ".lock").read_text() == ""  # released cleanly at the end
+    assert RunLock(run).acquire().stale_holder is None
+
+
+def test_resume_of_a_run_in_use_is_refused_before_writing(tmp_path):
+    run = tmp_path / "run"
+    Trainer(toy_cfg(), run, progress=False).fit(stop_after=2)
+    before = {f: (run / f).read_bytes() for f in ("config.yml", "metrics.jsonl", "checkpoint.pt")}
+    p = _holder(run)
+    try:
+        with pytest.raises(CheckpointError, match=f"PID {p.pid} "):
+            Trainer.resume(run, progress=False, extend=["train.nae.lr=1e-6"]).fit()
+    finally:
+        p.kill()
+        p.wait()
+    assert before == {f: (run / f).read_bytes() for f in before}
+
+
+# --- 2. resume changes the weights would not get; CONFIG/--budget must match -------------
+
+
+@pytest.mark.parametrize("change", ["train.ae.epochs=3", "train.nae.max_iters=5", "train.ae.lr=1e-3"])
+def test_resume_refuses_a_schedule_the_weights_did_not_get(tmp_path, change):
+    run = tmp_path / "run"
+    assert Trainer(toy_cfg(), run, progress=False).fit() == "done"
+    before = (run / "config.yml").read_bytes()
+    with pytest.raises(ConfigError, match="cannot be applied on resume"):
+        Trainer.resume(run, progress=False, extend=[change]).fit()
+    assert (run / "config.yml").read_bytes() == before
+
+
+def test_resume_refuses_a_budget_below_the_current_step(tmp_path):
+    run = tmp_path / "run"
+    assert Trainer(toy_cfg(), run, progress=False).fit(stop_after=6) == "paused"
+    with pytest.raises(ConfigError, match="already at iteration 6"):
+        Trainer.resume(run, progress=False, extend=["train.nae.max_iters=4"])
+
+
+def test_resume_config_and_budget_must_match_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(toy_cfg(), run, progress=False).fit(stop_after=2)
+    before = (run / "config.yml").read_bytes()
+    rc, _, err = cli(["train", "toy2d", "--budget", "smoke", "--resume", "--out", run, "--quiet"], capsys)
+    assert rc == 2 and "does not match the run" in err and "data.batch_size" in err
+    rc, _, err = cli(["train", "--budget", "full", "--resume", "--out", run, "--quiet"], capsys)
+    assert rc == 2 and "--budget full does not match" in err
+    assert (run / "config.yml").read_bytes() == before
+    rc, out, _ = cli(["train", "toy2d", "--budget", "smoke", "--resume", "--out", run, "--quiet", *TOY], capsys)
+    assert rc == 0 and f"resumed from {run / 'checkpoint.pt'} at phase nae, step 2" in out
+
+
+# --- 3. values no run can use -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.nae.lr=0", "train.nae.lr"), ("train.nae.lr=-1e-4", "train.nae.lr"), ("train.ae.lr=1e38", "train.ae.lr"),
+    ("train.nae.max_iters=0", "train.nae.max_iters"), ("train.nae.max_iters=-2", "train.nae.max_iters"),
+    ("train.nae.epochs=0", "train.nae.epochs"), ("train.nae.val_every=0", "train.nae.val_every"),
+    ("train.ckpt_every=0", "train.ckpt_every"), ("train.ckpt_minutes=0", "train.ckpt_minutes"),
+    ("model.z_dim=0", "model.z_dim"), ("model.temperature=0", "model.temperature"),
+    ("data.eval_batch_size=0", "data.eval_batch_size"), ("sampler.x_chain.step_size=-1", "sampler.x_chain.step_size"),
+    ("sampler.z_chain.step_size=-0.1", "sampler.z_chain.step_size"),
+])
+def test_unusable_values_are_refused_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        toy_cfg(override)
+
+
+def test_misspelt_ood_names_and_an_empty_config_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.ood_val.*unknown data set 'Constnat'.*Did you mean 'Constant'"):
+        load_config("mnist_ood", budget="smoke", overrides=["data.ood_val=Constnat"])
+    with pytest.raises(ConfigError, match=r"data\.ood_target"):
+        load_config("mnist_ood", budget="smoke", overrides=["data.ood_target=Nosie"])
+    assert load_config("mnist_ood", budget="smoke", overrides=["data.ood_val=SVHN"])  # registered: fine, even if absent
+    (tmp_path / "empty.yml").write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(tmp_path / "empty.yml")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "toy2d", "--max-minutes", "0"], "--max-minutes must be positive"),
+    (["train", "toy2d", "--max-minutes", "-1"], "--max-minutes must be positive"),
+    (["evaluate", "RUN", "--ood", ""], "names no outlier set"),
+    (["evaluate", "RUN", "--ood", "Constant,NoSuchSet"], "unknown data set 'NoSuchSet'"),
+    (["sample", "RUN", "--n", "0", "--out", "s.png"], "--n must be positive"),
+    (["sample", "RUN", "--n", "-3", "--out", "s.png"], "--n must be positive"),
+    (["sample", "RUN", "--z-steps", "-1", "--out", "s.png"], "--z-steps must be >= 0"),
+    (["sample", "RUN", "--out", "no/such/dir/s.png"], "does not exist"),
+])
+def test_unusable_options_are_refused_before_any_work(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli([str(tmp_path / "nothing") if a == "RUN" else a for a in argv], capsys)
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert "nothing" not in err  # refused before the (missing) run directory was even looked at
+
+
+def test_user_data_with_no_images_is_refused(tmp_path):
+    np.savez(tmp_path / "none.npz", x=np.zeros((0, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="0 images"):
+        nae.data.load_dataset(f"npz:{tmp_path / 'none.npz'}", "train")
+
+
+# --- 4. divergence --------------------------------------------------------------------------
+
+
+class _Blowup:
+    """Finite but absurd weights after iteration 3: the energies they give overflow."""
+
+    def on_event(self, event, trainer, metrics):
+        if event == "step" and trainer.state["phase"] == "nae" and trainer.state["step"] == 3:
+            with torch.no_grad():
+                for p in trainer.model.decoder.parameters():
+                    p.fill_(1e30)
+
+
+def test_the_kept_checkpoint_has_finite_weights_and_energies(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(DivergenceError) as e:
+        Trainer(toy_cfg("train.ckpt_every=1"), run, callbacks=[_Blowup()], progress=False).fit()
+    assert "after iteration 3" in str(e.value)
+    assert f"python -m nae train --resume --out {run} train.nae.lr=1e-06" in str(e.value)  # advice that works
+    obj = load_checkpoint(run / "checkpoint.pt")
+    assert obj["state"]["step"] == 2
+    assert all(v.abs().max() < 1e3 for v in obj["model"].values() if v.is_floating_point())
+
+
+def test_learning_rate_can_change_on_resume_and_is_recorded(tmp_path):
+    run = tmp_path / "run"
+    assert Trainer(toy_cfg(), run, progress=False).fit(stop_after=3) == "paused"
+    t = Trainer.resume(run, progress=False, extend=["train.nae.lr=1e-6"])
+    assert [g["lr"] for g in t.optimizer.param_groups][0] == 1e-6
+    assert t.fit() == "done"
+    entry = {"phase": "nae", "step": 3, "key": "train.nae.lr", "old": 1e-5, "new": 1e-6}
+    hist = load_checkpoint(run / "checkpoint.pt")["history"]
+    assert [{k: h[k] for k in entry} for h in hist] == [entry]
+    assert load_saved_config(run / "config.yml").train.nae.lr == 1e-6
+    assert "nae 3: train.nae.lr: 1e-05 -> 1e-06" in (run / "config.yml").read_text()
+    assert any(e["event"] == "changed" and e["key"] == "train.nae.lr" for e in events(run))
+    # the history survives a second resume
+    again = Trainer.resume(run, progress=False, extend=["train.nae.max_iters=10"])
+    again.fit()
+    assert [h["key"] for h in load_checkpoint(run / "checkpoint.pt")["history"]] == ["train.nae.lr", "train.nae.max_iters"]
+
+
+def test_adam_overflow_is_a_divergence_error(tmp_path):
+    cfg = toy_cfg()
+    cfg.train.nae.lr = 1e38  # past the config check (an old run, a notebook): no overflow traceback either
+    t = Trainer(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(DivergenceError, match="learning rate is far too large|NaN or inf"):
+        t.fit()
+
+
+# --- 5. interruptions and storage ---------------------------------------------------------
+
+SIG_OVER = ["train.nae.max_iters=40", "train.ckpt_every=1000", "data.n_train=800", "data.batch_size=100",
+            "train.nae.val_every=4"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    ref = tmp_path_factory.mktemp("faults") / "ref"
+    subprocess.run([*CLI, "--out", str(ref), *SIG_OVER], check=True, env=ENV, timeout=300)
+    return ref
+
+
+def _wait_for_validation(run, p, step):
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        if (run / "metrics.jsonl").is_file() and any(
+                e["event"] == "validation" and e["step"] >= step for e in events(run)):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the training did not reach its first validations")
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference_run, sig, code):
+    run = tmp_path / "run"
+    p = subprocess.Popen([*CLI, "--out", str(run), *SIG_OVER], env=ENV, stderr=subprocess.PIPE, text=True)
+    _wait_for_validation(run, p, 4)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    state = load_checkpoint(run / "checkpoint.pt")["state"]
+    assert not state["done"] and state["step"] >= 4, "the run finished before the signal; the test proves nothing"
+    assert f"interrupted by {sig.name} at phase nae, step {state['step']}" in err
+    assert f"--resume --out {run}" in err and str(run / "checkpoint.pt") in err
+    r = subprocess.run([*CLI, "--out", str(run), "--resume", *SIG_OVER], env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from {run / 'checkpoint.pt'} at phase nae, step {state['step']}" in r.stdout
+    assert same_weights(reference_run / "model.pt", run / "model.pt")
+    keys = [(e["event"], e["phase"], e["step"]) for e in events(run) if e["event"] in ("step", "validation")]
+    assert keys == [(e["event"], e["phase"], e["step"]) for e in events(reference_run)
+                    if e["event"] in ("step", "validation")]
+
+
+class _Crash:
+    """Kills the training (an exception) at one iteration, after checkpoints and validations."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_event(self, event, trainer, metrics):
+        if event == "step" and trainer.state["step"] == self.step:
+            raise KeyboardInterrupt
+
+
+def test_no_duplicate_events_after_a_resume(tmp_path):
+    run = tmp_path / "run"
+    over = ["train.nae.val_every=1", "train.ckpt_every=5", "train.nae.max_iters=12"]
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(toy_cfg(*over), run, callbacks=[_Crash(8)], progress=False).fit()
+    assert load_checkpoint(run / "checkpoint.pt")["state"]["step"] == 5
+    Trainer.resume(run, progress=False).fit()
+    vals = [e["step"] for e in events(run) if e["event"] == "validation" and e["phase"] == "nae"]
+    assert vals == list(range(1, 13))
+    ckpts = [e["step"] for e in events(run) if e["event"] == "checkpoint" and e["phase"] == "nae"]
+    assert ckpts == sorted(ckpts) and ckpts.count(5) == 1
+
+
+def test_checkpoints_on_a_time_interval(tmp_path):
+    t = Trainer(toy_cfg("train.ckpt_minutes=1e-9"), tmp_path / "run", progress=False)
+    t.fit()
+    steps = [r["step"] for r in t.history.records if r["event"] == "checkpoint" and r["phase"] == "nae"]
+    assert steps == list(range(0, 8))  # the AE phase's end, then every iteration but the last  # every iteration but the last (then model.pt and the final checkpoint)
+
+
+def test_stale_temporary_files_are_removed_on_start(tmp_path):
+    run = tmp_path / "run"
+    Trainer(toy_cfg(), run, progress=False).fit(stop_after=2)
+    for name in ("checkpoint.pt.abc123.tmp", "model.pt.x.tmp"):
+        (run / name).write_bytes(b"\0" * 1000)
+    Trainer.resume(run, progress=False).fit()
+    assert not list(run.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("code,cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system")])
+def test_full_or_read_only_storage_is_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, code, cause):
+    run = tmp_path / "run"
+    t = Trainer(toy_cfg("train.ckpt_every=2"), run, progress=False)
+    real_save = torch.save
+    calls = []
+
+    def failing_save(obj, f, *a, **kw):
+        if "state" in obj:  # a checkpoint.pt (not ae.pt or model.pt)
+            calls.append(obj["state"]["step"])
+        if len(calls) >= 3:  # after the checkpoints at the AE phase's end and at step 2: the disk is full
+            f.write(b"half a checkpoint")
+            raise OSError(code, os.strerror(code))
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    with pytest.raises(CheckpointError) as e:
+        t.fit()
+    msg = str(e.value)
+    assert msg.startswith(f"{cause} at {run / 'checkpoint.pt'}") and "\n" not in msg
+    monkeypatch.undo()
+    assert load_checkpoint(run / "checkpoint.pt")["state"]["step"] == 2  # the previous one, intact
+    assert not list(run.glob("*.tmp"))
+
+
+# --- 6. published models ------------------------------------------------------------------
+
+
+@pytest.fixture
+def published_copy(tmp_path, repo):
+    root = tmp_path / "published"
+    root.mkdir()
+    manifest = json.loads((repo / "pretrained" / "manifest.json").read_text())
+    shutil.copytree(repo / "pretrained" / "toy2d_ae", root / "toy2d_ae")
+    (root / "manifest.json").write_text(json.dumps({"toy2d_ae": manifest["toy2d_ae"]}))
+    return root
+
+
+def test_a_copied_published_model_is_hash_checked(published_copy, tmp_path):
+    copy = tmp_path / "elsewhere" / "toy2d_ae"
+    shutil.copytree(published_copy / "toy2d_ae", copy)
+    assert load_run(copy).kind == "ae"  # intact: loads
+    m = nae.load_pretrained("toy2d_ae", root=published_copy)  # the top-level wrapper takes root=
+    assert m.pretrained_name == "toy2d_ae"
+    data = bytearray((copy / "model.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (copy / "model.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_run(copy)
+    from nae.evaluate import evaluate_run
+
+    with pytest.raises(CheckpointError, match="sha256"):
+        evaluate_run(copy, ["Noise"])
+
+
+def test_a_broken_manifest_is_a_clear_error(published_copy):
+    (published_copy / "manifest.json").write_text('{"toy2d_ae": {"files": ')
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        nae.load_pretrained("toy2d_ae", root=published_copy)
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_run(published_copy / "toy2d_ae")
+
+
+def _idx(dims, payload: bytes) -> bytes:
+    return b"\0\0\x08" + bytes([len(dims)]) + struct.pack(">" + "I" * len(dims), *dims) + payload
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_nae_data_reports_a_truncated_idx_file(tmp_path, gz):
+    d = tmp_path / "MNIST" / "raw"
+    d.mkdir(parents=True)
+    files = {"train-images-idx3-ubyte": _idx((100, 28, 28), bytes(100 * 784 - 10)),  # truncated
+             "train-labels-idx1-ubyte": _idx((100,), bytes(100)),
+             "t10k-images-idx3-ubyte": _idx((10, 28, 28), bytes(10 * 784)),
+             "t10k-labels-idx1-ubyte": _idx((10,), bytes(10))}
+    for name, raw in files.items():
+        if gz:
+            (d / (name + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (d / name).write_bytes(raw)
+    row = next(r for r in nae.data.list_datasets(tmp_path) if r["name"] == "MNIST")
+    assert row["found"] and "truncated" in row.get("error", "") and "train-images" in row["error"]
