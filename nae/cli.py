@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import NAEError
+from .errors import NAEError, TrainingInterrupted
 
 
 def _resume_config(args, out: Path):
@@ -42,9 +42,6 @@ def _resume_config(args, out: Path):
     return saved, [(k, get_dotted(given, k)) for k in keys]
 
 
-_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
-
-
 class _ResumeLine:
     """Prints ``resumed from ... at phase X, step N`` once the resumed run holds its lock."""
 
@@ -74,26 +71,18 @@ def _train(args) -> int:
         extend = ()
     t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device,
                 callbacks=[_ResumeLine()])
-    status = t.fit(max_minutes=args.max_minutes)
-    if status == "interrupted":  # every process stops together, on rank 0's signal
-        name = _signal_name(t.interrupted) or "SIGTERM"
+    try:
+        t.fit(max_minutes=args.max_minutes)
+    except TrainingInterrupted as e:  # every process stops together, on rank 0's signal
         if t.rank == 0:
-            print(f"interrupted by {name} at phase {t.state['phase']}, step {t.state['step']}: checkpoint written "
-                  f"to {out / 'checkpoint.pt'}; continue with: python -m nae train --resume --out {out}",
-                  file=sys.stderr)
-        return _SIGNAL_EXIT.get(name, 130)
+            print(e, file=sys.stderr)
+        return e.exit_status
     if t.rank != 0:
         return 0
     done = "finished" if t.state["done"] else "paused (continue with --resume)"
     extra = f" ({t.world} processes, global batch {t.cfg.data.batch_size})" if t.world > 1 else ""
     print(f"run {done}: {out}{extra}")
     return 0
-
-
-def _signal_name(signum) -> str:
-    import signal
-
-    return signal.Signals(signum).name if signum else ""
 
 
 def _evaluate(args) -> int:
