@@ -42,12 +42,18 @@ def _resume_config(args, out: Path):
     return saved, [(k, get_dotted(given, k)) for k in keys]
 
 
-class _ResumeLine:
-    """Prints ``resumed from ... at phase X, step N`` once the resumed run holds its lock."""
+class _Notes:
+    """One line each, once the run holds its lock: where a resumed run continues, and a stale
+    lock taken over."""
 
     def on_event(self, event, trainer, metrics):
-        if event == "resumed" and trainer.rank == 0:
+        if trainer.rank > 0:
+            return
+        if event == "resumed":
             print(trainer.resume_line(), flush=True)
+        elif event == "lock_taken_over":
+            print(f"note: {trainer.run_dir} was locked by PID {metrics['stale_holder']}, which is no longer "
+                  f"running; lock taken over", file=sys.stderr, flush=True)
 
 
 def _train(args) -> int:
@@ -70,7 +76,7 @@ def _train(args) -> int:
             out = Path("runs") / f"{cfg.name}-{cfg.budget}"
         extend = ()
     t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device,
-                callbacks=[_ResumeLine()])
+                callbacks=[_Notes()])
     try:
         t.fit(max_minutes=args.max_minutes)
     except TrainingInterrupted as e:  # every process stops together, on rank 0's signal
