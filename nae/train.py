@@ -657,7 +657,11 @@ class Trainer:
         lock = RunLock(self.run_dir) if self.rank == 0 else None
         previous = {}
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
+                                      f"{os.strerror(e.errno).lower() if e.errno else e}") from None
             if lock is not None:
                 lock.acquire()
                 ckpt.clean_stale_tmp(self.run_dir)
