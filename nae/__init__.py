@@ -15,7 +15,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .config import RunConfig, load_config  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
 from .models import AE, NAE, VAE, build_model
 from .run import load_run
 from .train import Trainer, train
@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AE", "NAE", "VAE", "RunConfig", "Trainer", "build_model", "load_config", "load_run", "train",
-    "NAEError", "ConfigError", "DataError", "CheckpointError", "DivergenceError", "load_pretrained",
+    "NAEError", "ConfigError", "DataError", "CheckpointError", "DivergenceError", "TrainingInterrupted",
+    "load_pretrained",
 ]
 
 

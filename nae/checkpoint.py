@@ -22,8 +22,8 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ED
 def storage_error(e: OSError, path) -> CheckpointError:
     """One line naming the cause (``no space left on device at RUN/checkpoint.pt``)."""
     cause = os.strerror(e.errno).lower() if e.errno else str(e)
-    return CheckpointError(f"{cause} at {path}: nothing was half-written and the previous checkpoint is intact; "
-                           f"free some space or choose a writable --out, then continue with --resume")
+    return CheckpointError(f"{cause} at {path}: nothing was half-written, and the previous checkpoint (if any) is "
+                           f"intact; free some space or choose a writable --out, then continue with --resume")
 
 
 def atomic_save(obj, path) -> None:

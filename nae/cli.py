@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import NAEError
+from .errors import NAEError, TrainingInterrupted
 
 
 def _resume_config(args, out: Path):
@@ -44,15 +44,18 @@ def _resume_config(args, out: Path):
     return saved, [(k, get_dotted(given, k)) for k in keys]
 
 
-_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
-
-
-class _ResumeLine:
-    """Prints ``resumed from ... at phase X, step N`` once the resumed run holds its lock."""
+class _Notes:
+    """One line each, once the run holds its lock: where a resumed run continues, and a stale
+    lock taken over."""
 
     def on_event(self, event, trainer, metrics):
-        if event == "resumed" and trainer.rank == 0:
+        if trainer.rank > 0:
+            return
+        if event == "resumed":
             print(trainer.resume_line(), flush=True)
+        elif event == "lock_taken_over":
+            print(f"note: {trainer.run_dir} was locked by PID {metrics['stale_holder']}, which is no longer "
+                  f"running; lock taken over", file=sys.stderr, flush=True)
 
 
 def _train(args) -> int:
@@ -80,15 +83,13 @@ def _train(args) -> int:
                            f"(its config.yml); a resumed run keeps its precision")
         cfg.train.precision = args.precision
     t = prepare(cfg, out, resume=args.resume, progress=not args.quiet, extend=extend, device=args.device,
-                callbacks=[_ResumeLine(), _StartLine()])
-    status = t.fit(max_minutes=args.max_minutes)
-    if status == "interrupted":  # every process stops together, on rank 0's signal
-        name = _signal_name(t.interrupted) or "SIGTERM"
+                callbacks=[_Notes(), _StartLine()])
+    try:
+        t.fit(max_minutes=args.max_minutes)
+    except TrainingInterrupted as e:  # every process stops together, on rank 0's signal
         if t.rank == 0:
-            print(f"interrupted by {name} at phase {t.state['phase']}, step {t.state['step']}: checkpoint written "
-                  f"to {out / 'checkpoint.pt'}; continue with: python -m nae train --resume --out {out}",
-                  file=sys.stderr)
-        return _SIGNAL_EXIT.get(name, 130)
+            print(e, file=sys.stderr)
+        return e.exit_status
     if t.rank != 0:
         return 0
     done = "finished" if t.state["done"] else "paused (continue with --resume)"
@@ -104,11 +105,6 @@ class _StartLine:
         if event == "start" and trainer.rank == 0:
             print(f"training {trainer.run_dir}: {trainer.precision_note}", flush=True)
 
-
-def _signal_name(signum) -> str:
-    import signal
-
-    return signal.Signals(signum).name if signum else ""
 
 
 def _evaluate(args) -> int:

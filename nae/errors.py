@@ -25,3 +25,17 @@ class CheckpointError(NAEError):
 
 class DivergenceError(NAEError):
     """Training produced NaN or inf values."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a training after it finished its step and wrote a checkpoint.
+
+    A KeyboardInterrupt, so that a notebook cell or a script stops as on Ctrl-C (nothing
+    after ``fit()`` runs on a half-trained model); the message says how to resume.
+    ``signal`` is the signal's name (``"SIGTERM"``), ``exit_status`` 128 + its number.
+    """
+
+    def __init__(self, message: str, signal: str, exit_status: int):
+        super().__init__(message)
+        self.signal = signal
+        self.exit_status = exit_status

@@ -42,13 +42,13 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
-from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
-#: the signals after which fit() finishes its step, checkpoints and returns "interrupted"
+#: the signals after which fit() finishes its step, checkpoints and raises TrainingInterrupted
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -650,10 +650,10 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, max_minutes: Optional[float] = None, stop_after: Optional[int] = None) -> str:
-        """Trains until done.  Returns ``"done"``, ``"paused"`` (time or ``stop_after`` iterations
-        reached) or ``"interrupted"`` (SIGINT or SIGTERM: the current step is finished first;
-        ``self.interrupted`` is the signal).  A paused or interrupted run is checkpointed and
-        ``Trainer.resume`` continues it exactly.
+        """Trains until done.  Returns ``"done"`` or ``"paused"`` (time or ``stop_after`` iterations
+        reached).  On SIGINT or SIGTERM the current step is finished, a checkpoint written, and
+        :class:`~nae.errors.TrainingInterrupted` (a KeyboardInterrupt) raised.  A paused or
+        interrupted run is checkpointed and ``Trainer.resume`` continues it exactly.
 
         While it runs, fit() holds the run directory's lock (:mod:`nae.rundir`): a second
         training in the same directory is refused."""
@@ -670,7 +670,11 @@ class Trainer:
         lock = RunLock(self.run_dir) if self.rank == 0 else None
         previous = {}
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
+                                      f"{os.strerror(e.errno).lower() if e.errno else e}") from None
             if lock is not None:
                 lock.acquire()
                 ckpt.clean_stale_tmp(self.run_dir)
@@ -827,10 +831,17 @@ class Trainer:
         return "done"
 
     def _stop(self, status: str) -> str:
-        """Checkpoints and returns ``status`` ("paused" or "interrupted")."""
+        """Checkpoints; returns "paused", or raises TrainingInterrupted for "interrupted"."""
         self.save_checkpoint()
-        self._emit(status, {"signal": signal.Signals(self.interrupted).name} if self.interrupted else {})
-        return status
+        if status == "paused":
+            self._emit("paused", {})
+            return status
+        sig = signal.Signals(self.interrupted or signal.SIGTERM)  # ranks > 0 follow rank 0's signal
+        self._emit("interrupted", {"signal": sig.name})
+        raise TrainingInterrupted(
+            f"interrupted by {sig.name} at phase {self.state['phase']}, step {self.state['step']}: checkpoint "
+            f"written to {self.run_dir / 'checkpoint.pt'}; continue with: python -m nae train --resume "
+            f"--out {self.run_dir}", sig.name, 128 + int(sig))
 
     def _decide(self, *flags) -> list:
         """The flags as rank 0 sees them (its clock and signals decide for every process)."""

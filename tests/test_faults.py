@@ -280,6 +280,29 @@ def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference_run,
                     if e["event"] in ("step", "validation")]
 
 
+class _SignalSelf:
+    """Sends this process a signal during one iteration (as Ctrl-C in a notebook would)."""
+
+    def __init__(self, step, sig=signal.SIGINT):
+        self.step, self.sig = step, sig
+
+    def on_event(self, event, trainer, metrics):
+        if event == "step" and trainer.state["step"] == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_a_signal_in_the_library_checkpoints_then_stops_the_caller(tmp_path):
+    """fit() raises TrainingInterrupted (a KeyboardInterrupt): nothing after it runs on a half-trained model."""
+    run = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(nae.TrainingInterrupted) as e:
+        Trainer(toy_cfg(), run, callbacks=[_SignalSelf(3)], progress=False).fit()
+    assert isinstance(e.value, KeyboardInterrupt) and e.value.exit_status == 130
+    assert load_checkpoint(run / "checkpoint.pt")["state"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
+    assert Trainer.resume(run, progress=False).fit() == "done"
+
+
 class _Crash:
     """Kills the training (an exception) at one iteration, after checkpoints and validations."""
 
