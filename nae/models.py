@@ -8,6 +8,13 @@ All three share one interface used by the trainer, the evaluator and the noteboo
 * ``reconstruct(x)``, ``encode(x)``, ``decode(z)``.
 * ``sample(n)`` (NAE: Langevin samples from the model; AE: decoded random latents;
   VAE: decoded prior samples).
+* the training objectives live with the models (as minGPT's ``forward`` returns its
+  loss): ``pretrain_loss(x, pc)`` for the AE phase (every model) and, for the NAE,
+  ``NAE.loss(x, x_neg, pc)``, the maximum-likelihood objective of the paper's eq. (4)-(5).
+  ``pc`` is the phase's config (:class:`nae.config.AEPhaseConfig` or
+  :class:`~nae.config.NAEPhaseConfig`): weights of the penalties, gamma, the loss variant.
+  Each returns a dict with ``"loss"`` (the tensor to differentiate) and detached
+  statistics for the logs.
 """
 from __future__ import annotations
 
@@ -18,6 +25,11 @@ import torch.nn as nn
 
 from .errors import ConfigError
 from .nets import build_net, project_sphere
+
+
+def weight_penalty(module) -> torch.Tensor:
+    """Sum of squares of every parameter of ``module`` (biases and norms included)."""
+    return sum((p ** 2).sum() for p in module.parameters())
 
 
 class _Base(nn.Module):
@@ -59,6 +71,19 @@ class _Base(nn.Module):
     def latent_energy(self, z):
         """E(dec(z)): the energy of a decoded latent (the latent chain's target)."""
         return self.energy(self.decode(z))
+
+    def add_penalties(self, loss, pc):
+        """``loss`` plus the L2 weight penalties of a phase config (``l2_enc``, ``l2_dec``)."""
+        if pc.l2_enc:
+            loss = loss + pc.l2_enc * weight_penalty(self.encoder)
+        if pc.l2_dec:
+            loss = loss + pc.l2_dec * weight_penalty(self.decoder)
+        return loss
+
+    def pretrain_loss(self, x, pc, generator=None) -> dict:
+        """AE phase: the mean reconstruction error (the energy) plus the weight penalties."""
+        recon = self.energy(x).mean()
+        return {"loss": self.add_penalties(recon, pc), "recon": recon.detach()}
 
     @torch.no_grad()
     def predict(self, x, batch_size: int = 256):
@@ -106,6 +131,39 @@ class NAE(_Base):
     @property
     def T(self):
         return self.log_temperature.exp()
+
+    def loss(self, x, x_neg, pc) -> dict:
+        """The NAE objective for data ``x`` and negative samples ``x_neg`` drawn from the model.
+
+        The gradient of the negative log-likelihood of p(x) = exp(-E(x)/T) / Z is
+        E[grad E(x+)] - E[grad E(x-)] (divided by T), with x- ~ p; so (paper eq. 5)::
+
+            loss = mean E(x+) - mean E(x-) + gamma * mean E(x-)^2        (pc.loss == "v1")
+            loss = (mean E(x+) - mean E(x-)) / T + gamma * mean E(x-)^2  (pc.loss == "v2",
+                                                              the original NAE_L2_OMI)
+
+        gamma * E(x-)^2 keeps the negative energies from growing without bound.  With a
+        learnable temperature, v1 adds (mean E(x+) - mean E(x-)) / T with the energies
+        detached: its gradient with respect to log T is the likelihood's, which moves T to
+        the spread of the energies.  ``x_neg`` may hold fewer samples than ``x``
+        (``sampler.n_negatives``): both means stay unbiased.  Plus the weight penalties
+        and ``z_norm_reg`` * mean |z|^2 of the raw encoder outputs.
+        """
+        e_pos = self.energy(x).float()
+        e_neg = self.energy(x_neg).float()
+        T = self.T
+        diff = e_pos.mean() - e_neg.mean()
+        if pc.loss == "v2":
+            loss = diff / T + pc.gamma * (e_neg ** 2).mean()
+        else:
+            loss = diff + pc.gamma * (e_neg ** 2).mean()
+            if isinstance(self.log_temperature, nn.Parameter):
+                loss = loss + diff.detach() / T
+        loss = self.add_penalties(loss, pc)
+        if pc.z_norm_reg:
+            z = torch.cat([self.encoder(x), self.encoder(x_neg)])
+            loss = loss + pc.z_norm_reg * (z ** 2).mean()
+        return {"loss": loss, "e_pos": e_pos.detach(), "e_neg": e_neg.detach(), "T": T.detach()}
 
     def sample(self, n: int, generator=None, replay: bool = False, z_steps=None, x_steps=None,
                return_chain: bool = False):
@@ -176,6 +234,11 @@ class VAE(_Base):
 
     def energy(self, x):
         return self.neg_elbo(x, sample=False)
+
+    def pretrain_loss(self, x, pc, generator=None) -> dict:
+        """The negative ELBO per dimension (one posterior sample) plus the weight penalties."""
+        nelbo = self.neg_elbo(x, sample=True, generator=generator).mean()
+        return {"loss": self.add_penalties(nelbo, pc), "recon": nelbo.detach()}
 
     @torch.no_grad()
     def sample(self, n: int, generator=None):

@@ -109,24 +109,6 @@ def weight_penalty(module) -> torch.Tensor:
     return sum((p ** 2).sum() for p in module.parameters())
 
 
-def nae_loss(e_pos, e_neg, T, gamma: float = 1.0, kind: str = "v1", learn_temperature: bool = False):
-    """The NAE loss of one batch: energies of the data ``e_pos`` and of the negatives ``e_neg``.
-
-    ``v1`` (the original's default): mean E+ - mean E- + gamma * mean (E-)^2, plus, when T is
-    learned, (mean E+ - mean E-).detach() / T.  That term's gradient with respect to T,
-    -(mean E+ - mean E-) / T^2, is the maximum-likelihood gradient of the temperature; it
-    does not change the gradients of the networks.  ``v2``: (mean E+ - mean E-) / T + gamma *
-    mean (E-)^2.
-    """
-    diff = e_pos.mean() - e_neg.mean()
-    if kind == "v2":
-        return diff / T + gamma * (e_neg ** 2).mean()
-    loss = diff + gamma * (e_neg ** 2).mean()
-    if learn_temperature:
-        loss = loss + diff.detach() / T
-    return loss
-
-
 # ---------------------------------------------------------------------------------
 # data access
 
@@ -437,7 +419,13 @@ class Trainer:
             e_pos = m.energy(x).float()
             e_neg = m.energy(x_neg).float()
             T = m.T
-            loss = nae_loss(e_pos, e_neg, T, pc.gamma, pc.loss, isinstance(m.log_temperature, torch.nn.Parameter))
+            diff = e_pos.mean() - e_neg.mean()
+            if pc.loss == "v2":
+                loss = diff / T + pc.gamma * (e_neg ** 2).mean()
+            else:
+                loss = diff + pc.gamma * (e_neg ** 2).mean()
+                if isinstance(m.log_temperature, torch.nn.Parameter):
+                    loss = loss + diff.detach() / T
             if pc.l2_enc:
                 loss = loss + pc.l2_enc * weight_penalty(m.encoder)
             if pc.l2_dec:
