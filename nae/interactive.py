@@ -1,10 +1,12 @@
-"""The logic behind the interactive notebook, as plain functions (no widgets here).
+"""The logic behind the interactive notebook: plain functions, and the widget panels.
 
 * :func:`sample_with_trace`: on-manifold sampling that keeps every step of both chains
   (for plotting a chain as it runs, and for animations);
 * :func:`latent_circle`: decoded images along a great circle of the latent sphere;
 * :func:`presets`: preset 28x28 inputs for the outlier-reconstruction playground;
-* :func:`compare_reconstructions`: reconstructions and energies of several models.
+* :func:`compare_reconstructions`: reconstructions and energies of several models;
+* :func:`sampler_panel`, :func:`drawing_playground`: the notebook's widgets (sliders and a
+  Draw button; a drawing canvas), wired to the functions above.
 """
 from __future__ import annotations
 
@@ -196,7 +198,13 @@ def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str =
 
     from .viz import image_grid
 
-    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)  # small frames: the HTML embeds every one
+    if kind == "points":
+        fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)  # small frames: the HTML embeds every one
+    else:  # images: about 80 px per image, so that digits are legible in the static book
+        n = frames[0].shape[0]
+        cols = min(nrow, n)
+        rows = -(-n // cols)
+        fig, ax = plt.subplots(figsize=(1.1 * cols, 1.1 * rows + 0.4), dpi=72)
     if kind == "points":
         if background is not None:
             extent, img = background
@@ -227,3 +235,163 @@ def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str =
     anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+# ---------------------------------------------------------------------------------
+# widgets (ipywidgets / ipycanvas are imported only when these are called)
+
+#: slider descriptions are shown in full, and every readout shows its value
+_STYLE = {"description_width": "9.5em"}
+_LAYOUT = {"width": "26em"}
+
+
+def figure_png(fig, dpi: int = 72):
+    """A matplotlib figure as an IPython PNG image (closed afterwards)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Image(data=buf.getvalue())
+
+
+def _sampler_figure(model, res, settings, extent=(-4, 4, -4, 4)):
+    """Samples (over the density for 2-D models) and the mean energy along both chains."""
+    import matplotlib.pyplot as plt
+
+    from .toy2d import density_on_grid
+    from .viz import show_images
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    if model.x_shape == (2,):
+        axes[0].imshow(density_on_grid(model.energy, settings.temperature), origin="lower", extent=extent)
+        axes[0].scatter(*res["x"].T.numpy(), s=5, c="w", edgecolors="k", linewidths=0.3)
+        axes[0].set_title("samples over exp(-E/T)")
+    else:
+        show_images(axes[0], res["x"], nrow=4, title="samples")
+    ez, ex = res["z_energies"].mean(1), res["x_energies"].mean(1)
+    axes[1].plot(range(len(ez)), ez, label="latent chain E(dec(z))")
+    axes[1].plot(range(len(ez) - 1, len(ez) - 1 + len(ex)), ex, label="input chain E(x)")
+    axes[1].set_xlabel("chain step")
+    axes[1].set_ylabel("mean energy")
+    axes[1].legend()
+    return fig
+
+
+def sampler_panel(models: dict, extent=(-4, 4, -4, 4)):
+    """Sliders for :class:`SamplerSettings`, a Draw button and the resulting figure.
+
+    Choosing a model resets the sliders to its training chains (the image models' chains
+    are shortened so that a draw takes seconds on a CPU).  Returns the widget."""
+    import ipywidgets as W
+
+    kw = dict(style=_STYLE, layout=_LAYOUT)
+    log = dict(base=10, readout_format=".3g", **kw)
+    choice = W.Dropdown(options=list(models), description="model", **kw)
+    z_steps = W.IntSlider(10, 0, 50, description="latent steps", **kw)
+    x_steps = W.IntSlider(20, 0, 100, description="input steps", **kw)
+    z_step = W.FloatLogSlider(0.2, min=-3, max=1, description="latent step s", **log)
+    x_step = W.FloatLogSlider(10.0, min=-3, max=2, description="input step s", **log)
+    z_noise = W.FloatLogSlider(0.05, min=-3, max=0.7, description="latent noise σ", **log)
+    x_noise = W.FloatLogSlider(0.05, min=-3, max=0.7, description="input noise σ", **log)
+    temp = W.FloatLogSlider(1.0, min=-2, max=1, description="temperature T", **log)
+    replay = W.Checkbox(False, description="replay buffer", **kw)
+    seed = W.IntText(0, description="seed", **kw)
+    draw = W.Button(description="Draw", button_style="primary")
+    out = W.Output()
+
+    def on_model(change=None):
+        m = models[choice.value]
+        s = SamplerSettings.from_model(m)
+        small = m.x_shape == (2,)
+        z_step.value, z_noise.value = s.z_step_size, s.z_noise
+        z_steps.value = s.z_steps if small else min(s.z_steps, 5)
+        x_steps.value = min(s.x_steps, 30 if small else 10)
+        x_step.value, x_noise.value, temp.value = s.x_step_size, s.x_noise, s.temperature
+
+    def on_draw(_=None):
+        m = models[choice.value]
+        s = SamplerSettings(z_steps.value, x_steps.value, z_step.value, x_step.value, z_noise.value,
+                            x_noise.value, temp.value, replay.value, seed.value)
+        res = sample_with_trace(m, 300 if m.x_shape == (2,) else 8, s, every=1)
+        out.outputs = ()
+        out.append_display_data(figure_png(_sampler_figure(m, res, s, extent)))
+
+    choice.observe(on_model, "value")
+    draw.on_click(on_draw)
+    on_model()
+    on_draw()
+    controls = W.VBox([choice, z_steps, z_step, z_noise, x_steps, x_step, x_noise, temp, replay, seed, draw])
+    return W.HBox([controls, out])
+
+
+def drawing_playground(show, presets: dict, scale: int = 10, size: int = 28):
+    """A ``size`` x ``size`` drawing canvas (ipycanvas) with a preset menu and a Clear button.
+
+    ``show(image, label)`` is called with the (size, size) array in [0, 1] after every
+    stroke, preset or clear, inside an Output widget next to the canvas.  Returns the widget."""
+    import ipywidgets as W
+    from ipycanvas import Canvas
+
+    canvas = Canvas(width=size * scale, height=size * scale)
+    state = {"image": np.zeros((size, size), np.float32), "down": False, "label": "your drawing"}
+    preset = W.Dropdown(options=["(draw)"] + list(presets), description="preset", style=_STYLE)
+    clear = W.Button(description="Clear")
+    out = W.Output()
+
+    def paint(image):
+        state["image"] = np.asarray(image, np.float32).copy()
+        canvas.fill_style = "black"
+        canvas.fill_rect(0, 0, canvas.width, canvas.height)
+        ys, xs = np.nonzero(state["image"] > 0.05)
+        for y, x in zip(ys, xs):
+            v = int(255 * state["image"][y, x])
+            canvas.fill_style = f"rgb({v},{v},{v})"
+            canvas.fill_rect(int(x) * scale, int(y) * scale, scale, scale)
+
+    def refresh():
+        with out:
+            out.clear_output(wait=True)
+            show(state["image"], state["label"])
+
+    def stroke(x, y):
+        r, c = int(y // scale), int(x // scale)
+        state["image"][max(r - 1, 0):r + 1, max(c - 1, 0):c + 1] = 1.0
+        canvas.fill_style = "white"
+        canvas.fill_rect(max(c - 1, 0) * scale, max(r - 1, 0) * scale, 2 * scale, 2 * scale)
+
+    def on_down(x, y):
+        state["down"], state["label"] = True, "your drawing"
+        stroke(x, y)
+
+    def on_move(x, y):
+        if state["down"]:
+            stroke(x, y)
+
+    def on_up(x, y):
+        state["down"] = False
+        refresh()
+
+    def on_preset(change):
+        if change["new"] in presets:
+            state["label"] = change["new"]
+            paint(presets[change["new"]])
+            refresh()
+
+    def on_clear(_):
+        state["label"] = "your drawing"
+        paint(np.zeros((size, size), np.float32))
+        preset.value = "(draw)"
+        refresh()
+
+    canvas.on_mouse_down(on_down)
+    canvas.on_mouse_move(on_move)
+    canvas.on_mouse_up(on_up)
+    preset.observe(on_preset, "value")
+    clear.on_click(on_clear)
+    paint(state["image"])
+    refresh()
+    return W.HBox([W.VBox([preset, canvas, clear]), out])

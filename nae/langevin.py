@@ -14,6 +14,15 @@ One chain (original ``sample_langevin_v2``, see the reference spec section 3.1) 
         (MH: accept or reject y per sample)
         x = y;  g = clip(grad E(y))
 
+Metropolis-Hastings (``mh``) accepts a proposal y with probability
+min(1, exp(-(E(y) - E(x))/T) q(x|y) / q(y|x)), where q is the Gaussian proposal
+N(x - s grad E(x)/T, sigma^2 I).  It is exact for any step s and noise sigma (not only
+sigma^2 = 2s): it removes the bias of a *finite step size*, so that p ~ exp(-E/T) is the
+chain's stationary distribution.  It does not remove the bias of a *short chain*: after
+n steps the samples are still distributed like the start, moved n steps towards p.
+(With a box bound that clamps, or the projection onto the sphere, the proposal is no
+longer Gaussian; ``reject_boundary`` keeps the MH test valid on a box.)
+
 The original also evaluates E and its gradient after the *last* step, where nothing
 uses them; without MH we skip that pass, so a chain costs n gradient evaluations
 instead of n + 1, with identical samples.
@@ -129,6 +138,10 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
     if n == 0:
         return ChainResult(x)
     mh = chain.mh
+    if mh and not sigma0 > 0:
+        raise ValueError(
+            f"Metropolis-Hastings needs noise: with noise_std={sigma0} the Langevin proposal is deterministic "
+            "and has no reverse density. Use noise_std > 0, or mh=False (gradient descent on the energy).")
     e_x, g = energy_and_grad(energy, x, need_energy=mh)
     g = clip_grad(g, chain.clip_grad, chain.clip_type)
     accepts = []
@@ -146,10 +159,15 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
         if mh:
             e_y, g_y = energy_and_grad(energy, y, need_energy=True)
             g_y = clip_grad(g_y, chain.clip_grad, chain.clip_type)
-            # per-sample MH (the original broadcast sample 0's energy difference to all)
+            # per-sample MH (the original broadcast sample 0's energy difference to all).
+            # The proposal is y ~ N(x - s g(x)/T, sigma^2 I), so
+            #   log q(y|x) = -|y - x + s g(x)/T|^2 / (2 sigma^2) = -|noise|^2 / (2 sigma^2)
+            #   log q(x|y) = -|x - y + s g(y)/T|^2 / (2 sigma^2),
+            # with x - y + s g(y)/T = s (g(x) + g(y))/T - noise.  This holds for any (s, sigma);
+            # the original divided by 4s, which equals 2 sigma^2 only when sigma^2 = 2s.
             q_rev = (s * (g + g_y) / T - noise).flatten(1).pow(2).sum(1)
             q_fwd = noise.flatten(1).pow(2).sum(1)
-            log_q = -(q_rev - q_fwd) / (4 * s) if s > 0 else torch.zeros_like(q_fwd)
+            log_q = -(q_rev - q_fwd) / (2 * sigma ** 2)
             log_a = log_q + (e_x - e_y) / T
             u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
             acc = torch.log(u) < log_a

@@ -6,13 +6,15 @@ as the original plots) and on any model with ``energy(x)`` (NAE, AE, VAE):
 * :func:`model_density`: the density a model implies, normalised on the grid
   (NAE: exp(-E/T); AE: exp(-E), the AE's "density" if one reads its error as an energy;
   VAE: exp(ELBO) = exp(-D * E), since its E is the negative ELBO per dimension);
+* :func:`expected_energy`: the mean energy under the model's own density (exact on the grid);
 * :func:`true_density`, :func:`mass_near_modes`, :func:`mode_coverage`: the 8-Gaussians
   reference and two numbers to compare models by;
 * :func:`far_but_well_reconstructed`: grid points far from every mode that a model
   nevertheless reconstructs as well as typical data (the AE failure mode);
 * :class:`NegativeRecorder`: a trainer callback that keeps NAE negative samples (and
   the energy landscape) at chosen iterations; :func:`train_recording` runs a recipe with it;
-* :func:`decoder_curve`: the decoder's image of the latent circle (spherical z=2);
+* :func:`decoder_curve`, :func:`curve_error`: the decoder's image of the latent circle
+  (spherical z=2) and how well it is reconstructed;
 * :func:`long_run_samples`: long Langevin chains from uniform noise (to reveal modes
   the training sampler never visited);
 * :func:`show_field`, :func:`show_points`, :func:`density_row`: consistent heat maps
@@ -73,6 +75,15 @@ def model_density(model, lim: float = LIM, n: int = N_GRID) -> np.ndarray:
     """exp(-E/T) on the grid normalised to sum to one, T from :func:`density_temperature`."""
     e = energy_grid(model, lim, n).astype(np.float64)
     return _normalise_log(-e / density_temperature(model))
+
+
+def expected_energy(model, lim: float = 5.0, n: int = 200) -> float:
+    """E under the model's own density, sum_x p(x) E(x) with p = exp(-E/T) normalised on an
+    n x n grid over [-lim, lim]^2 (default: the samplers' box [-5, 5]^2).  In 2-D this is
+    exact up to the grid; it is what the mean energy of true samples of p converges to."""
+    e = energy_grid(model, lim, n).astype(np.float64)
+    p = _normalise_log(-e / density_temperature(model))
+    return float((p * e).sum())
 
 
 def nearest_mode_distance(points) -> np.ndarray:
@@ -208,13 +219,27 @@ def long_run_samples(model, n: int = 500, steps: int = 500, noise_std: float = 0
 @torch.no_grad()
 def decoder_curve(model, n: int = 400) -> np.ndarray:
     """dec(z) for z on the unit circle (models with a spherical z=2 latent): the closed
-    curve on which every reconstruction lies, so where the error is exactly zero."""
+    curve on which every reconstruction lies.  A point g(z) of the curve is reconstructed
+    exactly only where the encoder maps it back to z, f(g(z)) = z, which training does not
+    guarantee: :func:`curve_error` measures how close the curve comes."""
     if not (getattr(model, "spherical", False) and model.z_dim == 2):
         raise ValueError("decoder_curve needs a model with a spherical 2-D latent")
     t = torch.linspace(0, 2 * math.pi, n + 1)
     z = torch.stack([torch.cos(t), torch.sin(t)], 1)
     model.eval()
     return model.decode(z).numpy()
+
+
+@torch.no_grad()
+def curve_error(model, n: int = 400) -> dict:
+    """Along the decoder curve x = g(z), z = (cos t, sin t): the reconstruction error E(x)
+    (``error``, n + 1 values) and how far the encoder's code of x is from z
+    (``latent_gap`` = |f(g(z)) - z|).  The error is zero exactly where the gap is zero."""
+    t = torch.linspace(0, 2 * math.pi, n + 1)
+    z = torch.stack([torch.cos(t), torch.sin(t)], 1)
+    model.eval()
+    x = model.decode(z)
+    return {"error": model.energy(x).numpy(), "latent_gap": (model.encode(x) - z).norm(dim=1).numpy()}
 
 
 # ---------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ def test_notebook_pages_load_without_errors(book):
     inter = next(r for p, r in report.items() if Path(p).name.startswith("05_"))
     assert inter["animations"] >= 2, "the chain animations (to_jshtml) are missing"
     assert inter["widget_scripts"] > 0 and inter["widget_views"] > 0, "widget views did not render"
+    assert inter["cut_labels"] == [], ("widget labels are cut off", inter["cut_labels"])
+    assert inter["empty_readouts"] == 0, "slider readouts without a value"
+    # the MNIST chain animation: 16 digits at about 80 px each (8 per row)
+    assert max((w for w, h in inter["animation_frames"]), default=0) >= 500, inter["animation_frames"]
 
 
 def _free_port():

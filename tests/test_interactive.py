@@ -75,3 +75,29 @@ def test_chain_animation_html(toy):
     assert "<img" in html or "animation" in html.lower()
     imgs = [torch.rand(4, 1, 28, 28) for _ in range(2)]
     assert chain_animation(imgs, energies=torch.rand(2, 4)).to_jshtml()
+
+
+def test_image_animation_is_large_enough():
+    # 16 MNIST-sized images, 8 per row: about 80 px per image in the static book
+    imgs = [torch.rand(16, 1, 28, 28) for _ in range(2)]
+    anim = chain_animation(imgs, nrow=8)
+    w, h = anim._fig.get_size_inches() * anim._fig.dpi
+    assert w >= 8 * 75 and h >= 2 * 75
+
+
+def test_sampler_panel_and_playground_widgets(toy, mnist):
+    pytest.importorskip("ipywidgets")
+    import ipywidgets as W
+
+    from nae.interactive import drawing_playground, sampler_panel
+
+    panel = sampler_panel({"toy": toy})
+    controls, out = panel.children
+    sliders = [c for c in controls.children if isinstance(c, (W.IntSlider, W.FloatLogSlider))]
+    assert len(sliders) == 7 and all(s.readout for s in sliders)
+    assert all(s.style.description_width == "9.5em" for s in sliders)  # labels are not cut off
+    assert len(out.outputs) == 1  # the first draw is shown
+    pytest.importorskip("ipycanvas")
+    seen = []
+    drawing_playground(lambda image, label: seen.append((image.shape, label)), {"blank": np.zeros((28, 28))})
+    assert seen == [((28, 28), "your drawing")]

@@ -38,6 +38,28 @@ def test_mh_correction_removes_discretisation_bias():
     assert 0.3 < float(res.accept_rate) < 1.0
 
 
+@pytest.mark.parametrize("s, sigma", [(0.5, 0.5), (0.1, 1.0)])
+def test_mh_is_exact_when_sigma_squared_is_not_2s(s, sigma):
+    # E(x) = x^2/2, T = 1: the target is N(0, 1).  Without MH, y = (1 - s) x + sigma xi has
+    # stationary variance sigma^2 / (1 - (1 - s)^2): 0.33 for (0.5, 0.5) and 5.3 for
+    # (0.1, 1.0).  MH with the proposal's own sigma (not 4s) targets variance 1; the
+    # original's 4s denominator gave 0.30 and 4.2 here.
+    g = torch.Generator().manual_seed(0)
+    ula = ChainConfig(n_steps=500, step_size=s, noise_std=sigma)
+    mala = ChainConfig(n_steps=500, step_size=s, noise_std=sigma, mh=True)
+    x_ula = langevin_chain(quadratic(torch.zeros(1)), torch.zeros(4000, 1), ula, generator=g).x
+    x_mala = langevin_chain(quadratic(torch.zeros(1)), torch.zeros(4000, 1), mala, generator=g).x
+    assert x_ula.var().item() == pytest.approx(sigma ** 2 / (1 - (1 - s) ** 2), rel=0.1)
+    assert x_mala.var().item() == pytest.approx(1.0, rel=0.08)
+    assert x_mala.mean().item() == pytest.approx(0.0, abs=0.06)
+
+
+def test_mh_without_noise_is_refused():
+    chain = ChainConfig(n_steps=3, step_size=0.1, noise_std=0.0, mh=True)
+    with pytest.raises(ValueError, match="Metropolis-Hastings needs noise"):
+        langevin_chain(quadratic(torch.zeros(1)), torch.zeros(5, 1), chain)
+
+
 def test_bounds_and_sphere():
     g = torch.Generator().manual_seed(0)
     box = ChainConfig(n_steps=20, step_size=1.0, noise_std=1.0, bound=[0.0, 1.0])

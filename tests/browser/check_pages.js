@@ -26,6 +26,14 @@ const path = require('path');
       [...document.querySelectorAll('div.cell_output')].filter((d) => /^\s*\|.*\|\s*$\n^\s*\|[\s:|-]+\|\s*$/m.test(d.innerText)).length);
     r.widget_scripts = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
     r.widget_views = await page.locator('.jupyter-widgets, .widget-inline-hbox, .widget-hbox, .widget-vbox').count();
+    // legibility of the static page: widget labels cut off, readouts without a value, and the
+    // pixel size of each animation frame
+    r.cut_labels = await page.evaluate(() => Array.from(document.querySelectorAll('.widget-label'))
+      .filter((e) => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent));
+    r.empty_readouts = await page.evaluate(() => Array.from(document.querySelectorAll('.widget-readout'))
+      .filter((e) => e.offsetParent !== null && !e.textContent.trim()).length);
+    r.animation_frames = await page.evaluate(() => Array.from(document.querySelectorAll('div.animation img'))
+      .map((i) => [i.naturalWidth, i.naturalHeight]));
     r.external_requests = await page.evaluate(() =>
       performance.getEntriesByType('resource').map((e) => e.name).filter((u) => /^https?:/.test(u)));
     report[file] = r;
