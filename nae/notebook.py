@@ -123,13 +123,12 @@ def describe(model) -> str:
 def training_log(model, phase: str = "nae") -> dict:
     """The logged training steps of a model from :func:`obtain` (its ``metrics.jsonl``):
     ``{"step": [...], "e_pos": [...], "e_neg": [...], "T": [...], "loss": [...]}`` for ``phase``."""
-    import json
-
     import numpy as np
 
+    from .diagnostics import read_metrics
+
     src = Path((getattr(model, "provenance", {}) or {}).get("source", ""))
-    path = (src if src.is_absolute() else REPO / src) / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(src if src.is_absolute() else REPO / src)
     rows = [r for r in rows if r.get("event") == "step" and r.get("phase") == phase]
     keys = ("step", "e_pos", "e_neg", "T", "loss")
     return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
