@@ -44,6 +44,8 @@ from . import checkpoint as ckpt
 from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
+from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
+from .distributed import all_reduce_mean, init_distributed
 from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
@@ -65,48 +67,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NAEError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
     return dev
-
-
-# ---------------------------------------------------------------------------------
-# distributed data parallel (torchrun)
-
-
-def init_distributed():
-    """Initialises torch.distributed when launched by torchrun (WORLD_SIZE > 1).
-
-    Returns (rank, world_size, local_rank).  Backend: NCCL on GPUs, gloo on CPUs.
-    """
-    import os
-
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), local
-
-
-def _all_reduce_mean(tensors) -> None:
-    """Averages a list of tensors over all ranks, in one flat buffer."""
-    import torch.distributed as dist
-
-    tensors = [t for t in tensors if t is not None]
-    if not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    i = 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[i:i + n].view_as(t))
-        i += n
 
 
 # ---------------------------------------------------------------------------------
@@ -161,74 +121,6 @@ def resolve_ae_file(source: str) -> Path:
         raise CheckpointError(f"train.init_ae: the published model {source!r} has no ae.pt")
     raise CheckpointError(f"train.init_ae: {source} is neither an ae.pt file, a run directory with one, "
                           f"nor a published model's name")
-
-
-# ---------------------------------------------------------------------------------
-# callbacks
-
-
-class JSONLinesLogger:
-    """Appends every validation / phase-end / end event (and every ``every``-th step) to a file."""
-
-    def __init__(self, path, every: int = 10):
-        self.path = Path(path)
-        self.every = every
-
-    def on_event(self, event, trainer, metrics):
-        if event == "step" and trainer.state["step"] % self.every:
-            return
-        rec = {"event": event, "phase": trainer.state["phase"], "step": trainer.state["step"],
-               "epoch": trainer.state["epoch"], "time": round(time.time(), 3)}
-        rec.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None})
-        with self.path.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
-
-
-class ProgressBar:
-    """A tqdm bar per phase, with the latest metrics as postfix."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.bar = None
-
-    def on_event(self, event, trainer, metrics):
-        if not self.enabled:
-            return
-        from tqdm.auto import tqdm
-
-        if event in ("phase_end", "end", "paused", "interrupted"):
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = None
-            return
-        if event == "step" and (self.bar is None or self.bar.desc != trainer.state["phase"]):
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=trainer.phase_total_iters(), desc=trainer.state["phase"],
-                            initial=trainer.state["step"] - 1, dynamic_ncols=True, leave=True)
-        if self.bar is None:
-            return
-        if event == "step":
-            self.bar.update(1)
-            show = {k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}
-            self.bar.set_postfix(show, refresh=False)
-        elif event == "validation":
-            self.bar.write(f"[{trainer.state['phase']} {trainer.state['step']}] " +
-                           ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
-
-
-class History:
-    """Keeps every event's metrics in memory (handy in notebooks)."""
-
-    def __init__(self):
-        self.records = []
-
-    def on_event(self, event, trainer, metrics):
-        self.records.append({"event": event, "phase": trainer.state["phase"], "step": trainer.state["step"], **metrics})
-
-    def series(self, key, event="step", phase=None):
-        return [(r["step"], r[key]) for r in self.records
-                if r["event"] == event and key in r and (phase is None or r["phase"] == phase)]
 
 
 # ---------------------------------------------------------------------------------
@@ -586,7 +478,7 @@ class Trainer:
     def _sync_grads(self) -> None:
         """Averages the gradients over all processes (each holds 1/world of the global batch)."""
         if self.world > 1:
-            _all_reduce_mean([p.grad for p in self.model.parameters() if p.grad is not None])
+            all_reduce_mean([p.grad for p in self.model.parameters() if p.grad is not None])
 
     def _check_finite(self, tensors: dict, before_checkpoint: bool = False) -> None:
         for name, t in tensors.items():
