@@ -324,8 +324,11 @@ def sampler_panel(models: dict, extent=(-4, 4, -4, 4)):
     draw.on_click(on_draw)
     on_model()
     on_draw()
-    controls = W.VBox([choice, z_steps, z_step, z_noise, x_steps, x_step, x_noise, temp, replay, seed, draw])
-    return W.HBox([controls, out])
+    # the controls keep their width (labels and readouts stay visible); on a narrow page
+    # (the static book) the figure moves below them instead of squeezing the sliders
+    controls = W.VBox([choice, z_steps, z_step, z_noise, x_steps, x_step, x_noise, temp, replay, seed, draw],
+                      layout=W.Layout(min_width=_LAYOUT["width"], flex="0 0 auto"))
+    return W.HBox([controls, out], layout=W.Layout(flex_flow="row wrap"))
 
 
 def drawing_playground(show, presets: dict, scale: int = 10, size: int = 28):
