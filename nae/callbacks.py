@@ -73,5 +73,6 @@ class History:
         self.records.append({"event": event, "phase": trainer.state["phase"], "step": trainer.state["step"], **metrics})
 
     def series(self, key, event="step", phase=None):
+        """``[(step, value), ...]`` of one logged quantity (``phase`` None: every phase)."""
         return [(r["step"], r[key]) for r in self.records
                 if r["event"] == event and key in r and (phase is None or r["phase"] == phase)]

@@ -55,6 +55,7 @@ def series(records, key: str, event: str = "step", phase: str = "nae") -> tuple[
 
 
 def auroc_keys(records, phase: str = "nae") -> list[str]:
+    """The ``auroc_<set>`` keys the validations of ``phase`` logged, in order of appearance."""
     keys = []
     for r in records:
         if r.get("event") == "validation" and r.get("phase") == phase:

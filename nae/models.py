@@ -49,16 +49,20 @@ class _Base(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the model's parameters."""
         return next(self.parameters()).device
 
     def encode(self, x):
+        """The latent code f_e(x), projected onto the unit sphere when ``spherical``."""
         z = self.encoder(x)
         return project_sphere(z) if self.spherical else z
 
     def decode(self, z):
+        """The decoder's output f_d(z)."""
         return self.decoder(z)
 
     def reconstruct(self, x):
+        """f_d(f_e(x)): what the model makes of its input."""
         return self.decode(self.encode(x))
 
     def energy(self, x):
@@ -100,10 +104,13 @@ class AE(_Base):
 
     @property
     def T(self):
+        """The temperature: 1 (the AE and VAE have none to learn)."""
         return 1.0
 
     @torch.no_grad()
     def sample(self, n: int, generator=None):
+        """Decoded random latents (uniform on the sphere when ``spherical``): what the AE
+        would generate, for comparison with the NAE's samples."""
         z = torch.randn((n, *self.z_shape), generator=generator, device=self.device)
         if self.spherical:
             z = project_sphere(z)
@@ -130,6 +137,7 @@ class NAE(_Base):
 
     @property
     def T(self):
+        """The temperature T of p(x) = exp(-E(x)/T) / Z (stored as log T)."""
         return self.log_temperature.exp()
 
     def loss(self, x, x_neg, pc) -> dict:
@@ -208,9 +216,11 @@ class VAE(_Base):
 
     @property
     def T(self):
+        """The temperature: 1 (the AE and VAE have none to learn)."""
         return 1.0
 
     def posterior(self, x):
+        """(mean, log-variance) of q(z | x); the log-variance is clamped to [-20, 10]."""
         h = self.encoder(x)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-20, 10)
@@ -219,6 +229,8 @@ class VAE(_Base):
         return self.posterior(x)[0]
 
     def neg_elbo(self, x, sample: bool = True, generator=None):
+        """The negative ELBO per dimension of each sample: one posterior sample when
+        ``sample``, else the posterior mean (evaluation)."""
         mu, logvar = self.posterior(x)
         if sample:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
@@ -233,6 +245,7 @@ class VAE(_Base):
         return (nll + kl) / d
 
     def energy(self, x):
+        """The VAE's outlier score: the negative ELBO per dimension at the posterior mean."""
         return self.neg_elbo(x, sample=False)
 
     def pretrain_loss(self, x, pc, generator=None) -> dict:
@@ -242,6 +255,7 @@ class VAE(_Base):
 
     @torch.no_grad()
     def sample(self, n: int, generator=None):
+        """Decoded samples of the N(0, I) prior."""
         z = torch.randn((n, *self.z_shape), generator=generator, device=self.device)
         return self.decode(z)
 
