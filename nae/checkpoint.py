@@ -72,6 +72,7 @@ def clean_stale_tmp(run_dir) -> list:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
+    """Reads a checkpoint; a missing or unreadable file is a CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -85,6 +86,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
+    """The states of every random generator a run uses (torch, CUDA, numpy, random, ``generator``)."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -98,6 +100,7 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Restores what :func:`rng_state` saved."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -108,6 +111,7 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def seed_everything(seed: int) -> None:
+    """Seeds torch, CUDA, numpy and random."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -40,6 +40,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass
 class DataConfig:
+    """The data of a run: the in-distribution set, the outlier sets watched in training, batching."""
     indist: str = "MNIST"             #: in-distribution set (see ``python -m nae data``)
     holdout: Optional[list] = None    #: digits held out (MNISTHoldout only)
     ood_val: Optional[str] = None     #: outlier set watched during NAE training
@@ -54,6 +55,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The model: its kind (nae, ae, vae), shapes, networks, latent sphere and temperature."""
     kind: str = "nae"                 #: nae | ae | vae
     x_shape: list = field(default_factory=lambda: [1, 28, 28])
     z_dim: int = 32
@@ -69,6 +71,7 @@ class ModelConfig:
 
 @dataclass
 class ChainConfig:
+    """One Langevin chain: steps, step size s, noise sigma, bounds, gradient clipping, MH."""
     n_steps: int = 10
     step_size: Optional[float] = None   #: None: sigma**2 / 2
     noise_std: Optional[float] = None   #: None: sqrt(2 * step_size)
@@ -82,6 +85,7 @@ class ChainConfig:
 
 @dataclass
 class SamplerConfig:
+    """The NAE's negative sampler: its kind, the replay buffer, the latent and input chains."""
     kind: str = "on_manifold"          #: on_manifold | pcd | cd | x
     replay_ratio: float = 0.95
     buffer_size: int = 10000
@@ -95,6 +99,7 @@ class SamplerConfig:
 
 @dataclass
 class AEPhaseConfig:
+    """The AE pre-training phase: schedule, learning rate, clipping, penalties, early stopping."""
     epochs: int = 100
     max_iters: Optional[int] = None    #: stop the phase after this many iterations
     lr: float = 1e-4
@@ -107,6 +112,7 @@ class AEPhaseConfig:
 
 @dataclass
 class NAEPhaseConfig:
+    """The NAE phase: schedule, learning rates, gamma, penalties and the loss variant."""
     epochs: int = 50
     max_iters: Optional[int] = None
     lr: float = 1e-5
@@ -122,6 +128,7 @@ class NAEPhaseConfig:
 
 @dataclass
 class TrainConfig:
+    """Both phases, checkpointing, the start from a trained AE, and the numeric precision."""
     ae: AEPhaseConfig = field(default_factory=AEPhaseConfig)
     nae: NAEPhaseConfig = field(default_factory=NAEPhaseConfig)
     ckpt_every: int = 200              #: iterations between checkpoints
@@ -135,6 +142,7 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
+    """Everything a run is: read from YAML by load_config, saved as the run's config.yml."""
     name: str = "run"
     seed: int = 1
     device: str = "auto"
@@ -145,6 +153,7 @@ class RunConfig:
     budget: str = "full"               #: filled in by load_config
 
     def to_dict(self) -> dict:
+        """The config as nested plain dicts (what config.yml holds)."""
         return dataclasses.asdict(self)
 
 
@@ -286,6 +295,7 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
 
 
 def choose_budget(budget: str | None = None) -> str:
+    """The budget: ``budget`` if given, else ``$NAE_BUDGET``, else ``full``."""
     b = budget or os.environ.get("NAE_BUDGET") or "full"
     if b not in BUDGETS:
         raise ConfigError(f"unknown budget {b!r} (from {'--budget' if budget else 'NAE_BUDGET'}); choose one of {BUDGETS}")

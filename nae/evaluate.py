@@ -23,6 +23,7 @@ def _indist_test(cfg, n=None):
 
 
 def default_ood(cfg) -> list[str]:
+    """The paper's outlier sets for a config's in-distribution set."""
     from . import data as D
 
     return list(D.DEFAULT_OOD.get(cfg.data.indist, []))
@@ -73,6 +74,7 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
 
 def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "final", n=None, device="cpu",
                  precision: str = "auto") -> dict:
+    """Loads a run directory (or published model directory) and evaluates it."""
     from .run import load_run
 
     from .config import check_ood_name
@@ -86,6 +88,7 @@ def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "fin
 
 
 def format_table(res: dict) -> str:
+    """The result of :func:`evaluate_model` as a plain-text table."""
     names = list(res["auroc"])
     rows = [("outlier set", "n", "AUROC", "AUPR-in", "AUPR-out", "FPR@95")]
     for name in names:
@@ -106,5 +109,6 @@ def format_table(res: dict) -> str:
 
 
 def to_json(res: dict) -> str:
+    """The result of :func:`evaluate_model` as JSON (without the raw scores)."""
     keep = {k: v for k, v in res.items() if k != "scores"}
     return json.dumps(keep, indent=2)

@@ -103,6 +103,7 @@ def energy_and_grad(energy: EnergyFn, x: torch.Tensor, need_energy: bool = False
 
 @dataclass
 class ChainResult:
+    """The end of a chain, and the mean MH acceptance when MH was used."""
     x: torch.Tensor
     accept_rate: Optional[torch.Tensor] = None  # mean MH acceptance (a tensor: no sync)
 
@@ -362,6 +363,7 @@ SAMPLERS = {"on_manifold": OnManifoldSampler, "pcd": PersistentSampler, "x": Per
 
 
 def build_sampler(cfg, model):
+    """The negative sampler of a config (``sampler.kind``)."""
     from .errors import ConfigError
 
     if cfg.kind not in SAMPLERS:

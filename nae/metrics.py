@@ -43,6 +43,7 @@ def fpr_at_tpr(score_in, score_out, tpr: float = 0.95) -> float:
 
 
 def ood_metrics(score_in, score_out) -> dict:
+    """AUROC, AUPR-in, AUPR-out and FPR@95 of inlier scores against outlier scores."""
     return {
         "auroc": auroc(score_in, score_out),
         "aupr_in": aupr_in(score_in, score_out),

@@ -346,4 +346,5 @@ def build_net(name: str, in_dim: int, out_dim: int, **kwargs) -> nn.Module:
 
 
 def count_parameters(module: nn.Module) -> int:
+    """The number of parameters of a module."""
     return sum(p.numel() for p in module.parameters())

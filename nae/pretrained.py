@@ -28,6 +28,7 @@ RUN_FILES = ("config.yml", "model.pt", "ae.pt", "metrics.jsonl")
 
 
 def sha256(path) -> str:
+    """The hex sha256 of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -113,6 +114,7 @@ def verify_published(run_dir) -> None:
 
 
 def write_manifest(manifest: dict, root=None) -> None:
+    """Writes the manifest atomically."""
     root = Path(root or PRETRAINED_DIR)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / (MANIFEST + ".tmp")
@@ -121,6 +123,7 @@ def write_manifest(manifest: dict, root=None) -> None:
 
 
 def list_pretrained(root=None) -> list[str]:
+    """The names of the published models."""
     return sorted(read_manifest(root))
 
 

@@ -61,6 +61,7 @@ def _position(phases, phase: str, step: int) -> tuple:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; a CUDA device asked for without CUDA is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -95,6 +96,7 @@ def training_sets(cfg: RunConfig):
 
 
 def outlier_set(cfg: RunConfig, name: str, split: str = "val", n: Optional[int] = None):
+    """An outlier set of a config, at the config's image size ("heldout": the held-out digits)."""
     from . import data as D
 
     c, h, _ = cfg.model.x_shape
@@ -128,6 +130,7 @@ def resolve_ae_file(source: str) -> Path:
 
 
 class Trainer:
+    """Trains one run: AE pre-training, then NAE training, checkpointed in ``run_dir`` (see the module doc)."""
     def __init__(self, cfg: RunConfig, run_dir, callbacks=(), progress: bool = True, device=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -323,6 +326,7 @@ class Trainer:
         return torch.optim.Adam(groups)
 
     def phase_cfg(self, phase=None):
+        """The config of a phase (default: the current one)."""
         return getattr(self.cfg.train, "ae" if (phase or self.state["phase"]) == "ae" else "nae")
 
     def phase_total_iters(self, phase=None, pc=None) -> int:
@@ -333,11 +337,13 @@ class Trainer:
         return min(total, pc.max_iters) if pc.max_iters is not None else total
 
     def iters_per_epoch(self) -> int:
+        """Iterations in one pass over the training set."""
         n = len(self.data[0])
         return max(1, math.ceil(n / self.cfg.data.batch_size))
 
     @property
     def data(self):
+        """(train, validation) data sets, loaded on first use."""
         if self._data is None:
             train, val = training_sets(self.cfg)
             for ds in (train, val):
@@ -348,6 +354,7 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a checkpoint holds to continue exactly."""
         return {
             "format": ckpt.FORMAT,
             "config": self.cfg.to_dict(),
@@ -366,6 +373,7 @@ class Trainer:
         return path.stat().st_size if path.is_file() else 0
 
     def load_state(self, obj: dict) -> None:
+        """Restores a checkpoint written by :meth:`state_dict`."""
         try:
             self.model.load_state_dict(obj["model"])
         except RuntimeError as e:
@@ -505,6 +513,7 @@ class Trainer:
     # -- validation ------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
+        """Validation energies and, in the NAE phase, the AUROC of each watched outlier set."""
         m = self.model
         was = m.training
         m.eval()
