@@ -137,6 +137,10 @@ class TrainConfig:
     #: start the NAE phase from this autoencoder instead of pre-training one: the ``ae.pt``
     #: of another run (or its run directory), or a published model's name
     init_ae: Optional[str] = None
+    #: CPU speed: flush denormal floats (below 1.2e-38) to zero during fit().  Late in training
+    #: denormals made the MNIST AE step 2.3-2.7x slower on our Xeon; off by default until its
+    #: effect on results is shown (see nae.precision)
+    flush_denormal: bool = False
     precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.precision)
 
 
@@ -506,7 +510,10 @@ SCHEDULE_KEYS = ("train.ae.max_iters", "train.ae.epochs", "train.ae.val_every",
 #: recorded in the run's history (checkpoint, config.yml and metrics.jsonl)
 LR_KEYS = ("train.ae.lr", "train.nae.lr", "train.nae.temperature_lr")
 
-RESUMABLE_KEYS = SCHEDULE_KEYS + LR_KEYS
+#: settings of speed only, which may change on resume (recorded like a learning rate)
+SPEED_KEYS = ("train.flush_denormal",)
+
+RESUMABLE_KEYS = SCHEDULE_KEYS + LR_KEYS + SPEED_KEYS
 
 
 def config_diff(a: RunConfig, b: RunConfig, ignore=("budget", "device")) -> list:

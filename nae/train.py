@@ -570,6 +570,7 @@ class Trainer:
 
         lock = RunLock(self.run_dir) if self.rank == 0 else None
         previous = {}
+        flush = self.cfg.train.flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
         try:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -591,6 +592,8 @@ class Trainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if flush:
+                torch.set_flush_denormal(False)  # the process's other work keeps IEEE denormals
             if lock is not None:
                 lock.release()
 

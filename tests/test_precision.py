@@ -111,3 +111,13 @@ def test_an_nae_phase_can_start_from_another_runs_autoencoder(tmp_path):
     with pytest.raises(CheckpointError, match="neither an ae.pt"):
         Trainer(load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "train.init_ae=/nope/ae.pt"]),
                 tmp_path / "d", progress=False).fit()
+
+
+def test_flush_denormal_is_an_option_that_a_resume_may_switch_on(tmp_path):
+    from nae.config import RESUMABLE_KEYS
+
+    assert load_config("mnist_ood", budget="smoke").train.flush_denormal is False
+    cfg = load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "train.flush_denormal=true"])
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    assert torch.tensor(1e-40).item() != 0.0  # fit() gives the process its IEEE denormals back
+    assert "train.flush_denormal" in RESUMABLE_KEYS
