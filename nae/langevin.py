@@ -37,15 +37,9 @@ from typing import Callable, Optional
 import torch
 
 from .nets import project_sphere
+from .precision import cpu_bf16_fast  # noqa: F401 (kept importable from here; the logic is in nae.precision)
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def cpu_bf16_fast() -> bool:
-    """Whether bf16 is faster than fp32 on this CPU (AMX present); see :mod:`nae.precision`."""
-    from .precision import cpu_bf16_fast as fast
-
-    return fast()
 
 
 def set_cpu_threads(n: Optional[int] = None) -> int:
