@@ -19,7 +19,7 @@ import math
 import os
 import statistics
 import time
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 
@@ -37,10 +37,19 @@ def _median_time(fn, reps: int, warmup: int = 1) -> float:
     return statistics.median(ts)
 
 
-def measure(cfg, precision: str = "fp32", reps: int = 3, n_neg: Optional[int] = None) -> dict:
+PARTS = ("ae_step_s", "z_pass_s", "x_pass_s", "loss_step_s")
+
+
+def measure(cfg, precision: str = "fp32", reps: int = 3, n_neg: Optional[int] = None,
+            only: Optional[Sequence[str]] = None) -> dict:
     """Seconds for one AE step (batch ``data.batch_size``), one latent-chain and one input-chain
     pass (``n_neg`` samples, default ``sampler.n_negatives`` or the batch size) and one NAE loss
-    step, on the CPU with the current torch threads, in ``precision`` (fp32 or bf16)."""
+    step, on the CPU with the current torch threads, in ``precision`` (fp32 or bf16).
+
+    ``only``: time just these of :data:`PARTS` (e.g. the chain passes at another ``n_neg``)."""
+    unknown = set(only or ()) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     from .langevin import energy_and_grad, frozen
     from .models import build_model
 
@@ -80,8 +89,9 @@ def measure(cfg, precision: str = "fp32", reps: int = 3, n_neg: Optional[int] = 
 
     out = {"precision": precision, "batch": b, "n_neg": n_neg, "threads": torch.get_num_threads(),
            "load_avg": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None}
-    for key, fn in (("ae_step_s", ae_step), ("z_pass_s", z_pass), ("x_pass_s", x_pass), ("loss_step_s", loss_step)):
-        out[key] = _median_time(fn, reps)
+    for key, fn in zip(PARTS, (ae_step, z_pass, x_pass, loss_step)):
+        if only is None or key in only:
+            out[key] = _median_time(fn, reps)
     return out
 
 
@@ -107,10 +117,10 @@ def compute_markdown(rows: Mapping[str, Mapping]) -> str:
 
     ``rows`` maps a label ("original, fp32") to ``{**measure(...), **schedule_hours(...)}``.
     """
-    lines = ["| schedule | AE step | NAE step | AE phase | NAE phase | total |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| schedule | AE step | negatives | NAE step | AE phase | NAE phase | total |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['ae_step_s']:.2f} s | {r['nae_step_s']:.1f} s | "
+        lines.append(f"| {label} | {r['ae_step_s']:.2f} s | {r['n_neg']} | {r['nae_step_s']:.1f} s | "
                      f"{r['ae_steps']:,} steps, {r['ae_hours']:.1f} h | {r['nae_iters']:,} it, {r['nae_hours']:.1f} h | "
                      f"**{r['hours']:.1f} h** |")
     return "\n".join(lines)

@@ -112,7 +112,10 @@ def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3
     a1.set_yscale("log")
     a1.set_xlabel("NAE iteration")
     a1.set_ylabel("energy")
-    a1.legend(fontsize=8, frameon=False)
+    if a1.get_legend_handles_labels()[0]:
+        a1.legend(fontsize=8, frameon=False)
+    else:
+        a1.text(0.5, 0.5, "no logged NAE steps", ha="center", va="center", transform=a1.transAxes)
     for key in auroc_keys(rec):
         xs, ys = series(rec, key, event="validation")
         a2.plot(xs, ys, "o-", ms=3, lw=1.2, label=key[len("auroc_"):])

@@ -15,3 +15,13 @@ def test_measure_and_schedule_hours_add_up():
     assert abs(h["hours"] - (20 * t["ae_step_s"] + 10 * expected) / 3600) < 1e-12
     md = compute_markdown({"smoke, fp32": {**t, **h}})
     assert md.splitlines()[2].startswith("| smoke, fp32 |") and "20 steps" in md
+
+
+def test_measure_only_times_the_parts_asked_for():
+    import pytest
+
+    cfg = load_config("mnist_ood", budget="smoke")
+    t = measure(cfg, "fp32", reps=1, n_neg=4, only=("x_pass_s",))
+    assert t["x_pass_s"] > 0 and "ae_step_s" not in t and t["n_neg"] == 4
+    with pytest.raises(ValueError, match="unknown parts"):
+        measure(cfg, "fp32", reps=1, only=("gpu_s",))

@@ -1,0 +1,187 @@
+"""The part the CIFAR-10 and CelebA-64 chapters (notebooks 03 and 04) share.
+
+Both chapters do the same things with a different data set: list the data, measure what
+training costs on the CPU at hand, load the published AE and NAE of the CPU recipe (or
+train the smoke budget), tabulate their AUROC next to the original's published numbers,
+show the outliers the AE reconstructs best, samples and the training curves.  The
+teaching specific to each data set stays in the notebook; :class:`ImageChapter` holds the
+bookkeeping::
+
+    ch = ImageChapter("cifar10_ood_cpu", budget="full")
+    display(Markdown(ch.compute_markdown()))
+    ae, model = ch.models()          # None where that phase is not published yet
+
+A phase that has not been trained is reported as such (a table cell "not trained yet"),
+never replaced by a number from elsewhere.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+#: AUROC of the original code's published models (original README; CIFAR-10: ``nae_9.pkl``).
+#: The original published no CelebA-64 AUROC.
+ORIGINAL_AUROC: dict[str, dict[str, float]] = {
+    "cifar10_ood": {"ConstantGray": 0.9632, "FashionMNIST": 0.8193, "SVHN": 0.9196, "CelebA": 0.8873,
+                    "Noise": 1.0000},
+    "celeba64_ood": {},
+}
+
+#: the original schedule on the original data (reference: training schedules table):
+#: AE epochs (upper bound, early stopping may end it sooner), NAE epochs, iterations per epoch
+ORIGINAL_SCHEDULE: dict[str, dict[str, int]] = {
+    "cifar10_ood": {"ae_epochs": 180, "nae_epochs": 10, "it_per_epoch": 352},
+    "celeba64_ood": {"ae_epochs": 30, "nae_epochs": 15, "it_per_epoch": 1272},
+}
+
+NOT_TRAINED = "not trained yet"
+
+
+@dataclass
+class ImageChapter:
+    """One image chapter: a recipe (``*_cpu``) and a budget ("smoke" or "full")."""
+
+    recipe: str
+    budget: str = "full"
+    retrain: bool = False
+
+    @property
+    def cfg(self):
+        from .notebook import recipe_config
+
+        return recipe_config(self.recipe, self.budget)
+
+    @property
+    def config_name(self) -> str:
+        from .recipes import get_recipe
+
+        return get_recipe(self.recipe).config
+
+    @property
+    def ood(self) -> list:
+        from .recipes import get_recipe
+
+        return list(get_recipe(self.recipe).ood or [])
+
+    # -- data -------------------------------------------------------------------------
+    def data_lines(self) -> list[str]:
+        """``"NAME found|absent"`` for the in-distribution set and each outlier set."""
+        from . import data as D
+
+        wanted = [self.cfg.data.indist, *self.ood]
+        rows = {r["name"]: r for r in D.list_datasets()}
+        return [f"{n:13s} {'found' if rows.get(n, {}).get('found') else 'absent'}" for n in wanted if n in rows]
+
+    # -- cost ------------------------------------------------------------------------
+    def n_train(self) -> int:
+        """Training images of this chapter's data on this machine."""
+        from .train import training_sets
+
+        return len(training_sets(self.cfg)[0])
+
+    def compute_rows(self, precisions: Sequence[str] = ("fp32", "bf16"), reps: int = 2) -> dict:
+        """Measured step times on this CPU (``nae.cost.measure``) multiplied out for the
+        original schedule (original data size) and for this recipe's schedule (our data).
+
+        The smoke budget measures the smoke config (tiny batches: the figures only show that
+        the code runs)."""
+        from . import cost
+        from .config import load_config
+
+        cfg = self.cfg
+        orig_cfg = load_config(self.config_name, budget=self.budget)  # the original's settings
+        sched = ORIGINAL_SCHEDULE[self.config_name]
+        n_ours = self.n_train()
+        rows = {}
+        for prec in precisions:
+            t_orig = cost.measure(orig_cfg, prec, reps=reps)
+            t_ours = t_orig
+            if (cfg.sampler.n_negatives or cfg.data.batch_size) != cfg.data.batch_size:  # fewer negatives
+                t_ours = {**t_orig, **cost.measure(cfg, prec, reps=reps, only=("z_pass_s", "x_pass_s", "loss_step_s")),
+                          "n_neg": cfg.sampler.n_negatives}
+            n_orig = sched["it_per_epoch"] * orig_cfg.data.batch_size
+            rows[f"original, {prec}"] = {**t_orig, **cost.schedule_hours(
+                orig_cfg, t_orig, n_orig, sched["ae_epochs"], sched["nae_epochs"] * sched["it_per_epoch"])}
+            nae_iters = cfg.train.nae.max_iters or cfg.train.nae.epochs * math.ceil(n_ours / cfg.data.batch_size)
+            rows[f"ours, {prec}"] = {**t_ours, **cost.schedule_hours(cfg, t_ours, n_ours, cfg.train.ae.epochs,
+                                                                      nae_iters)}
+        return rows
+
+    def compute_markdown(self, rows: Optional[Mapping] = None, **kw) -> str:
+        """The chapter's compute table (measured now, on this CPU) with the conditions."""
+        import os
+
+        from . import cost
+        from .notebook import hardware
+
+        rows = rows if rows is not None else self.compute_rows(**kw)
+        first = next(iter(rows.values()))
+        load = f" (load average {os.getloadavg()[0]:.1f})" if hasattr(os, "getloadavg") else ""
+        return (f"Measured now on {hardware()}{load}, budget "
+                f"{self.budget}, batch {first['batch']}. The AE phase is an upper bound (early stopping may end "
+                f"it sooner).\n\n" + cost.compute_markdown(rows))
+
+    # -- models ----------------------------------------------------------------------
+    def stage(self) -> Optional[str]:
+        """What is published for this recipe: "final", "ae" (the AE phase only) or None."""
+        from .pretrained import read_manifest
+
+        entry = read_manifest().get(self.recipe)
+        return None if entry is None else entry.get("stage", "final")
+
+    def models(self) -> tuple:
+        """``(ae, nae)``: the recipe's AE (end of its AE phase) and NAE, each None when it
+        has not been trained and published yet (full budget); the smoke budget trains both."""
+        from .notebook import obtain
+
+        stage = self.stage() if self.budget == "full" and not self.retrain else "final"
+        if stage is None:
+            return None, None
+        ae = obtain(self.recipe, self.budget, retrain=self.retrain, which="ae")
+        model = obtain(self.recipe, self.budget, retrain=False, which="final") if stage == "final" else None
+        return ae, model
+
+    # -- results ---------------------------------------------------------------------
+    def evaluate(self, models: Mapping, n: Optional[int] = None) -> dict:
+        """``{label: evaluate_model(...)}`` for the models that exist (same test images)."""
+        from .evaluate import evaluate_model
+
+        return {lb: evaluate_model(m, self.cfg, self.ood, n=n) for lb, m in models.items() if m is not None}
+
+    def auroc_markdown(self, results: Mapping[str, dict], labels: Sequence[str] = ("AE", "NAE")) -> str:
+        """AUROC per outlier set: each model's column (``not trained yet`` where a model is
+        missing, ``absent`` where the set is not on this machine) and the original's number."""
+        orig = ORIGINAL_AUROC.get(self.config_name, {})
+        head = "| outlier set | " + " | ".join(f"AUROC {lb}" for lb in labels) + " | original NAE |"
+        lines = [head, "|---|" + "---:|" * (len(labels) + 1)]
+        for name in self.ood:
+            cells = []
+            for lb in labels:
+                r = results.get(lb)
+                if r is None:
+                    cells.append(NOT_TRAINED)
+                elif name in r.get("absent", []):
+                    cells.append("absent")
+                else:
+                    v = r["auroc"].get(name)
+                    cells.append("–" if v is None else f"{v:.3f}")
+            o = orig.get(name)
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if o is None else f'{o:.4f}'} |")
+        n_in = next((r["n_in"] for r in results.values() if r), None)
+        note = f"In-distribution: {self.cfg.data.indist} test set" + (f", n = {n_in}." if n_in else ".")
+        return note + "\n\n" + "\n".join(lines)
+
+    def present_ood(self) -> list:
+        """The outlier sets found on this machine."""
+        from . import data as D
+
+        rows = {r["name"]: r for r in D.list_datasets()}
+        return [n for n in self.ood if rows.get(n, {}).get("found")]
+
+    def run_dir(self):
+        """The published run directory of this recipe (its ``metrics.jsonl``), or None."""
+        from .pretrained import PRETRAINED_DIR
+
+        d = PRETRAINED_DIR / self.recipe
+        return d if (d / "metrics.jsonl").is_file() else None

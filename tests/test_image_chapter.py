@@ -1,0 +1,39 @@
+"""nae.image_chapter: the shared bookkeeping of the CIFAR-10 and CelebA-64 chapters."""
+import json
+
+import pytest
+
+import nae.pretrained as P
+from nae.image_chapter import NOT_TRAINED, ORIGINAL_AUROC, ImageChapter
+
+
+def test_auroc_table_says_not_trained_and_absent_and_keeps_the_original_numbers():
+    ch = ImageChapter("cifar10_ood_cpu", "smoke")
+    ae_result = {"n_in": 64, "auroc": {n: 0.5 for n in ch.ood if n != "SVHN"}, "absent": ["SVHN"]}
+    md = ch.auroc_markdown({"AE": ae_result})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.splitlines() if line.startswith("| ") and not line.startswith("| outlier")}
+    assert set(rows) == set(ch.ood)                       # no set dropped
+    assert rows["SVHN"][:2] == ["absent", NOT_TRAINED]    # absent here; the NAE is not trained
+    assert rows["ConstantGray"] == ["0.500", NOT_TRAINED, f"{ORIGINAL_AUROC['cifar10_ood']['ConstantGray']:.4f}"]
+    assert rows["Constant"][2] == "–"                     # the original published no number for it
+    assert "n = 64" in md
+
+
+def test_stage_reads_the_manifest(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "PRETRAINED_DIR", tmp_path)
+    ch = ImageChapter("celeba64_ood_cpu", "full")
+    assert ch.stage() is None and ch.models() == (None, None)
+    (tmp_path / "manifest.json").write_text(json.dumps({"celeba64_ood_cpu": {"files": {}, "stage": "ae"}}))
+    assert ch.stage() == "ae"
+
+
+@pytest.mark.parametrize("recipe", ["cifar10_ood_cpu", "celeba64_ood_cpu"])
+def test_compute_rows_multiply_out_both_schedules(recipe):
+    ch = ImageChapter(recipe, "smoke")
+    rows = ch.compute_rows(precisions=("fp32",), reps=1)
+    assert set(rows) == {"original, fp32", "ours, fp32"}
+    orig = rows["original, fp32"]
+    assert orig["hours"] == pytest.approx(orig["ae_hours"] + orig["nae_hours"]) and orig["hours"] > 0
+    assert rows["ours, fp32"]["ae_steps"] < orig["ae_steps"]
+    assert "| original, fp32 |" in ch.compute_markdown(rows)
