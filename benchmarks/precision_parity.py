@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nae.config import load_config  # noqa: E402
-from nae.evaluate import default_ood, evaluate_model  # noqa: E402
+from nae.data import default_ood  # noqa: E402
+from nae.evaluate import evaluate_model  # noqa: E402
 from nae.precision import autocast, isa_line  # noqa: E402
 from nae.train import Trainer  # noqa: E402
 
@@ -66,10 +67,10 @@ def energies(model, x, precision, batch=256):
 
 def agreement(model, cfg, ood, n) -> dict:
     """fp32 against bf16 energies of one model on the inlier test set and every outlier set."""
-    from nae.evaluate import _indist_test
-    from nae.train import outlier_set
+    from nae.data import indist_test_set
+    from nae.data import outlier_set
 
-    xs = [_indist_test(cfg, n).as_float()]
+    xs = [indist_test_set(cfg, n).as_float()]
     for name in ood:
         try:
             xs.append(outlier_set(cfg, name, "test", n=n).as_float())

@@ -425,15 +425,16 @@ def check_ood_name(name: str, where: str) -> None:
     """A registered data set name, ``heldout`` or a user spec (``folder:PATH`` ...): else a
     ConfigError naming ``where`` (a config key or option).  Whether the files are there is not
     checked: a registered set that is missing is reported as absent where it is used."""
-    from . import data as D
+    from .data.registry import USER_PREFIXES, resolve
+    from .errors import DataError
 
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where} is empty; give a data set name (see `python -m nae data`)")
-    if name.lower() == "heldout" or name.startswith(D._USER_PREFIXES):
+    if name.lower() == "heldout" or name.startswith(USER_PREFIXES):
         return
     try:
-        D._resolve(name)
-    except D.DataError as e:
+        resolve(name)
+    except DataError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

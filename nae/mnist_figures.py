@@ -34,12 +34,12 @@ def example_images(cfg, names: Sequence[str], n: int = 4, seed: int = 0) -> dict
     ``names`` may hold the in-distribution set of ``cfg`` (its own name, e.g. "MNIST"),
     outlier sets, and "heldout" (hold-out configs).  The same seed gives the same images.
     """
-    from .evaluate import _indist_test
-    from .train import outlier_set
+    from .data import indist_test_set
+    from .data import outlier_set
 
     out = {}
     for name in names:
-        ds = _indist_test(cfg) if name == cfg.data.indist else outlier_set(cfg, name, "test")
+        ds = indist_test_set(cfg) if name == cfg.data.indist else outlier_set(cfg, name, "test")
         rng = np.random.default_rng([seed, len(ds)])
         idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False))
         out[name] = ds.as_float(idx)
@@ -222,7 +222,7 @@ def validation_auroc(model, cfg, ood: str = "heldout") -> float:
     """The AUROC that training logs at each validation (validation split, ``data.n_val``
     images of each side), for a model that was not logged that way, e.g. the pre-trained AE."""
     from .metrics import auroc
-    from .train import outlier_set, training_sets
+    from .data import outlier_set, training_sets
 
     _, val = training_sets(cfg)
     x_out = outlier_set(cfg, ood, "val", n=cfg.data.n_val or 2000).as_float()
@@ -299,12 +299,12 @@ def ae_failure(models: Mapping[str, torch.nn.Module], cfg, names: Sequence[str],
     the AE), the ones to show with :func:`reconstruction_figure`.  ``n``: at most this many
     test images of each set.
     """
-    from .evaluate import _indist_test
-    from .train import outlier_set
+    from .data import indist_test_set
+    from .data import outlier_set
 
     labels = list(models)
     rank_by = rank_by or labels[0]
-    x_in = _indist_test(cfg, n).as_float()
+    x_in = indist_test_set(cfg, n).as_float()
     e_in = {lb: m.predict(x_in).numpy() for lb, m in models.items()}
     out = {"n_in": int(len(x_in)), "sets": {}, "images": {}, "labels": labels, "rank_by": rank_by}
     for name in names:

@@ -42,6 +42,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
+from .data import iterate_batches, outlier_set, training_sets
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
@@ -68,42 +69,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NAEError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
     return dev
-
-
-# ---------------------------------------------------------------------------------
-# data access
-
-
-def training_sets(cfg: RunConfig):
-    """(train, val) data sets of a config: image sets from nae.data, or 2-D toy data."""
-    from . import data as D
-
-    if len(cfg.model.x_shape) == 1:
-        from .toy2d import sample_toy
-
-        n_train = cfg.data.n_train or 100_000
-        n_val = cfg.data.n_val or 2_000
-        train = D.ImageSet(cfg.data.indist, "train", sample_toy(cfg.data.indist, n_train, seed=cfg.seed), None)
-        val = D.ImageSet(cfg.data.indist, "val", sample_toy(cfg.data.indist, n_val, seed=cfg.seed + 10_000), None)
-        return train, val
-    c, h, _ = cfg.model.x_shape
-    kw = dict(size=h, channels=c)
-    if cfg.data.holdout is not None:
-        kw["holdout"] = tuple(cfg.data.holdout)
-    train = D.load_dataset(cfg.data.indist, "train", n=cfg.data.n_train, **kw)
-    val = D.load_dataset(cfg.data.indist, "val", n=cfg.data.n_val, **kw)
-    return train, val
-
-
-def outlier_set(cfg: RunConfig, name: str, split: str = "val", n: Optional[int] = None):
-    """An outlier set of a config, at the config's image size ("heldout": the held-out digits)."""
-    from . import data as D
-
-    c, h, _ = cfg.model.x_shape
-    if name == "heldout":
-        return D.load_dataset(cfg.data.indist, split, size=h, channels=c, holdout=tuple(cfg.data.holdout or ()),
-                              outliers=True, n=n)
-    return D.load_dataset(name, split, size=h, channels=c, n=n, seed=cfg.seed)
 
 
 def resolve_ae_file(source: str) -> Path:
@@ -653,8 +618,6 @@ class Trainer:
         return _position(self.phases, rec["phase"], rec["step"]) > limit
 
     def _fit(self, max_minutes, stop_after) -> str:
-        from . import data as D
-
         if self.rank == 0:
             save_config(self.cfg, self.run_dir / "config.yml", self.run_history)
         for event, metrics in self._pending:
@@ -685,7 +648,7 @@ class Trainer:
             while not finished:
                 epoch = self.state["epoch"]
                 g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.phases.index(phase) * 7919 + epoch)
-                batches = D.iterate_batches(train, self.cfg.data.batch_size, shuffle=True, hflip=self.cfg.data.hflip,
+                batches = iterate_batches(train, self.cfg.data.batch_size, shuffle=True, hflip=self.cfg.data.hflip,
                                             dequantize=self.cfg.data.dequantize, generator=g)
                 for i, x in enumerate(batches):
                     if i < self.state["iter_in_epoch"]:

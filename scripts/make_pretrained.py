@@ -48,7 +48,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
     The manifest gets the precision the run trained in (from its config.yml) and the date.
     """
     from nae.config import load_saved_config
-    from nae.evaluate import default_ood
+    from nae.data import default_ood
 
     run_dir = Path(run_dir)
     cfg = load_saved_config(run_dir / "config.yml")

@@ -212,7 +212,7 @@ def test_per_digit_energies_and_table(tiny_models):
 
 
 def test_ae_failure_reports_fractions_and_the_best_reconstructed_outliers():
-    from nae.train import outlier_set
+    from nae.data import outlier_set
 
     cfg = load_config("mnist_ood", budget="smoke")
     torch.manual_seed(0)
