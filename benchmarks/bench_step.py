@@ -120,7 +120,7 @@ def main(argv=None):
 
     from nae.langevin import set_cpu_threads
     from nae.precision import autocast, cpu_bf16_fast, cpu_bf16_native, isa_line, resolve_precision
-    from nae.train import Trainer, resolve_device
+    from nae.trainer import Trainer, resolve_device
 
     device = resolve_device(args.device)
     threads = None

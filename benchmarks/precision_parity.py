@@ -39,7 +39,7 @@ from nae.config import load_config  # noqa: E402
 from nae.data import default_ood  # noqa: E402
 from nae.evaluate import evaluate_model  # noqa: E402
 from nae.precision import autocast, isa_line  # noqa: E402
-from nae.train import Trainer  # noqa: E402
+from nae.trainer import Trainer  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 

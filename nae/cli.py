@@ -60,7 +60,7 @@ class _Notes:
 
 def _train(args) -> int:
     from .config import load_config
-    from .train import prepare
+    from .trainer import prepare
 
     out = Path(args.out) if args.out else None
     if args.max_minutes is not None and not args.max_minutes > 0:

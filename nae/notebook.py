@@ -58,7 +58,7 @@ def recipe_config(name: str, budget_name: str):
 
 def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = True, fresh: bool = True):
     """Trains a recipe; returns (run_dir, wall seconds)."""
-    from .train import train
+    from .trainer import train
 
     cfg = recipe_config(name, budget_name)
     run_dir = Path(run_dir or (RUNS / budget_name / name))

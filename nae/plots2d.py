@@ -177,7 +177,7 @@ def train_recording(recipe: str, budget_name: str, iters: int, at: Iterable[int]
     from .config import load_config
     from .recipes import get_recipe
     from .run import load_run
-    from .train import Trainer
+    from .trainer import Trainer
 
     r = get_recipe(recipe)
     over = list(r.overrides) + (list(r.full) if budget_name == "full" else [])

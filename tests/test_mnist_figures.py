@@ -181,7 +181,7 @@ def test_validation_curves_read_the_runs_log(tmp_path):
 
 def test_validation_auroc_matches_what_training_logs(tmp_path):
     """The helper gives the AUROC the trainer logs at a validation, for the same weights."""
-    from nae.train import Trainer
+    from nae.trainer import Trainer
 
     cfg = load_config("mnist_holdout", budget="smoke", overrides=["data.holdout=[1]", "train.nae.max_iters=1",
                                                                    "train.nae.val_every=1"])

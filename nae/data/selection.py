@@ -1,5 +1,5 @@
 """The data of a run: its training and validation sets, its in-distribution test set and
-its outlier sets, at the model's input shape (what ``nae.train``, ``nae.evaluate`` and the
+its outlier sets, at the model's input shape (what ``nae.trainer``, ``nae.evaluate`` and the
 figures ask for, from a :class:`~nae.config.RunConfig`)."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from nae.config import load_config
-from nae.train import Trainer
+from nae.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent / "legacy"
 
