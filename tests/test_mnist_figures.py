@@ -42,7 +42,7 @@ def test_mnist_recipes_load_in_both_budgets(budget):
         # the published budget keeps the paper's chains and loss
         assert cfg.sampler.z_chain.n_steps == 10 and cfg.sampler.x_chain.n_steps == 50
         assert cfg.train.nae.gamma == 1.0 and cfg.train.nae.max_iters is not None
-        assert c.train.nae.loss == "v2"
+        assert c.train.nae.loss == "energy_difference_over_T"
     else:
         smoke = load_config("mnist_ood", budget="smoke")
         assert cfg.train.nae.max_iters == smoke.train.nae.max_iters
