@@ -282,7 +282,7 @@ def build_model(cfg) -> nn.Module:
         raise ConfigError(f"bad network options in model.encoder/model.decoder: {e}") from None
     if m.kind == "nae":
         model = NAE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.temperature, m.learn_temperature, m.x_bound)
-        model.sampler = build_sampler(cfg.sampler, model)
+        model.sampler = build_sampler(cfg.sampler)
     elif m.kind == "ae":
         model = AE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.x_bound)
         model.sampler = None
