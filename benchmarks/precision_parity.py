@@ -13,7 +13,7 @@ chains, batch ``--batch``), evaluates it in the precision it was trained in, and
   their correlation, and the median and maximum of |E_bf16 - E_fp32| / E_fp32;
 * the final E(x-)/E(x+) of every run (means over the last tenth of its NAE steps).
 
-bf16 can be forced on any CPU; where it is not fast (see ``nae.precision``) the runs are
+bf16 can be forced on any CPU; where it is not fast (see ``nae.speed``) the runs are
 slower, not different.  Every figure comes with the CPU's ISA line and the wall times.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from nae.config import load_config  # noqa: E402
 from nae.data import default_ood  # noqa: E402
 from nae.evaluate import evaluate_model  # noqa: E402
-from nae.precision import autocast, isa_line  # noqa: E402
+from nae.speed import autocast, isa_line  # noqa: E402
 from nae.trainer import Trainer  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")

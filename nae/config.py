@@ -155,9 +155,9 @@ class TrainConfig:
     init_ae: Optional[str] = None
     #: CPU speed: flush denormal floats (below 1.2e-38) to zero during fit().  Late in training
     #: denormals made the MNIST AE step 2.3-2.7x slower on our Xeon; off by default until its
-    #: effect on results is shown (see nae.precision)
+    #: effect on results is shown (see nae.speed)
     flush_denormal: bool = False
-    precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.precision)
+    precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.speed)
 
 
 @dataclass

@@ -22,9 +22,9 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
     "fpr95", "n": {name: count}, "absent": {name: reason}}``.  A set that is not found is
     listed under ``absent`` (and its metrics are ``None``), never silently dropped.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved as in training
-    (:func:`nae.precision.resolve_precision`) and recorded as ``res["precision"]``.
+    (:func:`nae.speed.resolve_precision`) and recorded as ``res["precision"]``.
     """
-    from .precision import autocast, resolve_precision
+    from .speed import autocast, resolve_precision
 
     prec = resolve_precision(precision, model.device)
 

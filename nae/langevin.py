@@ -37,20 +37,10 @@ from typing import Callable, Optional
 import torch
 
 from .nets import project_sphere
-from .precision import cpu_bf16_fast  # noqa: F401 (kept importable from here; the logic is in nae.precision)
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 #: ``trace(k, x)``: called with the chain state at the start (k = 0) and after each step k
 TraceFn = Callable[[int, torch.Tensor], None]
-
-
-def set_cpu_threads(n: Optional[int] = None) -> int:
-    """Sets torch's intra-op threads (default ``min(2, cores)``) and returns the number."""
-    import os
-
-    n = n or min(2, os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    return n
 
 
 @contextmanager

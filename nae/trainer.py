@@ -47,7 +47,7 @@ from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NA
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
 from .distributed import all_reduce_mean, init_distributed
-from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
+from .speed import autocast, describe_precision, flush_denormals, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
@@ -535,32 +535,30 @@ class Trainer:
 
         lock = RunLock(self.run_dir) if self.rank == 0 else None
         previous = {}
-        flush = self.cfg.train.flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
-        try:
+        with flush_denormals(self.cfg.train.flush_denormal):  # then IEEE denormals again
             try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
+                                          f"{os.strerror(e.errno).lower() if e.errno else e}") from None
+                if lock is not None:
+                    lock.acquire()
+                    ckpt.clean_stale_tmp(self.run_dir)
+                    self._dedupe_metrics()
+                    if lock.stale_holder:
+                        self._pending.insert(0, ("lock_taken_over", {"stale_holder": lock.stale_holder}))
+                previous = self._install_signal_handlers()
+                yield
             except OSError as e:
-                raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
-                                      f"{os.strerror(e.errno).lower() if e.errno else e}") from None
-            if lock is not None:
-                lock.acquire()
-                ckpt.clean_stale_tmp(self.run_dir)
-                self._dedupe_metrics()
-                if lock.stale_holder:
-                    self._pending.insert(0, ("lock_taken_over", {"stale_holder": lock.stale_holder}))
-            previous = self._install_signal_handlers()
-            yield
-        except OSError as e:
-            if e.errno in ckpt.STORAGE_ERRNOS:
-                raise ckpt.storage_error(e, e.filename or self.run_dir) from None
-            raise
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if flush:
-                torch.set_flush_denormal(False)  # the process's other work keeps IEEE denormals
-            if lock is not None:
-                lock.release()
+                if e.errno in ckpt.STORAGE_ERRNOS:
+                    raise ckpt.storage_error(e, e.filename or self.run_dir) from None
+                raise
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                if lock is not None:
+                    lock.release()
 
     def _install_signal_handlers(self) -> dict:
         """SIGINT/SIGTERM set ``self.interrupted``; the loop stops after the current step.  A second

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-import nae.precision as P
+import nae.speed as P
 from nae.checkpoint import load_checkpoint
 from nae.config import load_config
 from nae.errors import CheckpointError, ConfigError
