@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
-from nae.notebook import RUNS, hardware, train_recipe  # noqa: E402
+from nae.tutorial.notebook import RUNS, hardware, train_recipe  # noqa: E402
 from nae.pretrained import load_pretrained, publish  # noqa: E402
-from nae.recipes import RECIPES, get_recipe  # noqa: E402
+from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
 def _load() -> str:

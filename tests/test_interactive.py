@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nae.config import ChainConfig, load_config
-from nae.interactive import (SamplerSettings, chain_animation, compare_reconstructions, latent_circle, presets,
+from nae.tutorial.interactive import (SamplerSettings, chain_animation, compare_reconstructions, latent_circle, presets,
                              sample_with_trace, trace_chain)
 from nae.langevin import langevin_chain
 from nae.models import build_model
@@ -109,7 +109,7 @@ def test_sampler_panel_and_playground_widgets(toy, mnist):
     pytest.importorskip("ipywidgets")
     import ipywidgets as W
 
-    from nae.interactive import drawing_playground, sampler_panel
+    from nae.tutorial.interactive import drawing_playground, sampler_panel
 
     panel = sampler_panel({"toy": toy})
     controls, out = panel.children

@@ -1,4 +1,4 @@
-"""Fast tests of the MNIST notebook's helpers (nae.mnist_figures) and recipes."""
+"""Fast tests of the MNIST notebook's helpers (nae.tutorial.mnist_figures) and recipes."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,11 +7,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nae import mnist_figures as mf  # noqa: E402
+from nae.tutorial import mnist_figures as mf  # noqa: E402
 from nae.config import load_config  # noqa: E402
 from nae.models import build_model  # noqa: E402
-from nae.notebook import recipe_config  # noqa: E402
-from nae.recipes import RECIPES, get_recipe  # noqa: E402
+from nae.tutorial.notebook import recipe_config  # noqa: E402
+from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
 def _fake_result(aurocs, n_in=100):

@@ -30,7 +30,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
-from .toy2d import (SCALE, STD, density_on_grid, eight_gaussian_centres, eight_gaussians_density, grid,
+from ..toy2d import (SCALE, STD, density_on_grid, eight_gaussian_centres, eight_gaussians_density, grid,
                     normalised_density, values_on_grid)
 
 LIM = 4.0
@@ -170,10 +170,10 @@ def train_recording(recipe: str, budget_name: str, iters: int, at: Iterable[int]
     Returns (model, recorder, wall seconds).  The run directory is replaced."""
     import shutil
 
-    from .config import load_config
+    from ..config import load_config
     from .recipes import get_recipe
-    from .run import load_run
-    from .trainer import Trainer
+    from ..run import load_run
+    from ..trainer import Trainer
 
     r = get_recipe(recipe)
     over = list(r.overrides) + (list(r.full) if budget_name == "full" else [])
@@ -199,8 +199,8 @@ def long_run_samples(model, n: int = 500, steps: int = 500, noise_std: float = 0
     """Langevin chains (with Metropolis-Hastings) of ``steps`` steps on E(x)/T, started
     uniformly in ``bound``^2: where the model's own dynamics end up, far longer than
     any chain used in training."""
-    from .config import ChainConfig
-    from .langevin import frozen, langevin_chain
+    from ..config import ChainConfig
+    from ..langevin import frozen, langevin_chain
 
     g = torch.Generator().manual_seed(seed)
     lo, hi = bound

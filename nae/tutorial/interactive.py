@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .langevin import langevin_chain
-from .nets import project_sphere
+from ..langevin import langevin_chain
+from ..nets import project_sphere
 
 
 class ChainTrace:
@@ -134,8 +134,8 @@ def presets(size: int = 28, with_data: bool = True) -> dict:
     _stroke(one, 5, 14, 22, 14, width=3)
     out["stroke (like a 1)"] = one
     if with_data:
-        from . import data as D
-        from .errors import DataError
+        from .. import data as D
+        from ..errors import DataError
 
         for label, name in (("MNIST digit", "MNIST"), ("FashionMNIST item", "FashionMNIST"),
                             ("Omniglot character", "Omniglot")):
@@ -190,7 +190,7 @@ def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str =
     import matplotlib.pyplot as plt
     from matplotlib import animation
 
-    from .viz import image_grid
+    from ..viz import image_grid
 
     if kind == "points":
         fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)  # small frames: the HTML embeds every one
@@ -256,8 +256,8 @@ def _sampler_figure(model, res, settings, extent=(-4, 4, -4, 4)):
     """Samples (over the density for 2-D models) and the mean energy along both chains."""
     import matplotlib.pyplot as plt
 
-    from .toy2d import density_on_grid
-    from .viz import show_images
+    from ..toy2d import density_on_grid
+    from ..viz import show_images
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     if model.x_shape == (2,):
