@@ -5,7 +5,7 @@ All randomness comes from an explicit ``torch.Generator`` on the chain's device,
 the step loop never moves a value to the host, so the same code runs on CPU and GPU
 without synchronisation.
 
-One chain (original ``sample_langevin_v2``, see the reference spec section 3.1) runs::
+One chain (original: models/langevin.py, ``sample_langevin_v2``) runs::
 
     g = clip(grad E(x))
     repeat n times:

@@ -2,8 +2,9 @@
 
 Every network maps 4-D tensors: images (B, C, H, W) <-> latents (B, z, 1, 1), except the
 2-D nets (FCResNet / FCNet), which map (B, d) <-> (B, z).  Parameter counts equal the
-original ones (see ``tests/test_nets.py``); the original layouts are described in
-``../shared/reference/original-nae.md``, section 1.
+original ones (see ``tests/test_nets.py``); the layouts are those of the original classes
+``ConvNet2FC``, ``DeConvNet2`` (MNIST), ``IGEBMEncoder``, ``GeneratorGN`` (CIFAR-10),
+``ConvNet64``, ``DeConvNet64`` (CelebA) and ``FCResNet`` (2-D), as its configs build them.
 
 The image networks run their activations in the ``channels_last`` memory format and
 upsample with :class:`~nae.speed.Upsample2x`: CPU speed tricks of :mod:`nae.speed`, with the

@@ -1,6 +1,6 @@
 """Writes the run directories of tests/data/legacy/ (kept in git, a few KB each).
 
-They were written by the code of commit aba6e86 (before issue 15 reorganised the
+They were written by the code of commit aba6e86 (before the reorganisation of the
 library) and must keep loading and resuming: tests/test_legacy.py.  Do not run this
 again unless the checkpoint format changes on purpose.
 
