@@ -639,7 +639,7 @@ def test_iterate_batches_all_augmentations_keep_the_images():
     assert len({f for f in found if f is not None}) >= 38  # a permutation: each image about once
 
 
-#: (image, flipped) of each batch row for Generator().manual_seed(3), as the library gave at commit aba6e86
+#: (image, flipped) of each batch row for Generator().manual_seed(3), as at commit aba6e86
 EXPECTED_ORDER_AND_FLIPS = [(9, 0), (8, 0), (10, 1), (0, 1), (7, 0), (3, 1), (2, 1), (1, 0), (6, 0), (5, 0), (11, 0),
                             (4, 1)]
 

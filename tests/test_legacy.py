@@ -1,10 +1,11 @@
 """Files written by earlier versions of the library keep working.
 
 ``tests/data/legacy/`` holds two run directories written (and paused mid-phase) by the
-code of commit aba6e86, before the library was reorganised into one idea per module (``tests/data/make_legacy_runs.py``): a
-toy 2-D NAE paused in its NAE phase (config ``train.nae.loss: v1``) and a tiny MNIST
-hold-out run paused in its AE phase (``loss: v2``).  They must load and resume; every
-published model of ``pretrained/`` must load.
+code of commit aba6e86, before the library was reorganised into one idea per module
+(``tests/data/make_legacy_runs.py``): a toy 2-D NAE paused in its NAE phase (config
+``train.nae.loss: v1``) and a tiny MNIST hold-out run paused in its AE phase
+(``loss: v2``).  They must load and resume; every published model of ``pretrained/``
+must load.
 """
 import json
 import shutil
