@@ -47,7 +47,8 @@ from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NA
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
 from .distributed import all_reduce_mean, init_distributed
-from .speed import autocast, describe_precision, flush_denormals, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
+from .speed import autocast  # noqa: F401 (re-exported)
+from .speed import describe_precision, flush_denormals, resolve_precision, warn_if_slow
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
