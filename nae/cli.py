@@ -106,7 +106,6 @@ class _StartLine:
             print(f"training {trainer.run_dir}: {trainer.precision_note}", flush=True)
 
 
-
 def _evaluate(args) -> int:
     from .config import check_ood_name
     from .evaluate import evaluate_run, format_table, to_json
