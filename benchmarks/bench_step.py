@@ -104,7 +104,7 @@ def main(argv=None):
     ap.add_argument("--config", required=True)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                    help="auto (default): bf16 where it is fast on this hardware, else fp32 (nae.precision)")
+                    help="auto (default): bf16 where it is fast on this hardware, else fp32 (nae.speed)")
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
@@ -118,9 +118,9 @@ def main(argv=None):
                     help="OMP_WAIT_POLICY (default PASSIVE; applied before torch is imported)")
     args = ap.parse_args(argv)
 
-    from nae.langevin import set_cpu_threads
-    from nae.precision import autocast, cpu_bf16_fast, cpu_bf16_native, isa_line, resolve_precision
-    from nae.train import Trainer, resolve_device
+    from nae.speed import set_cpu_threads
+    from nae.speed import autocast, cpu_bf16_fast, cpu_bf16_native, isa_line, resolve_precision
+    from nae.trainer import Trainer, resolve_device
 
     device = resolve_device(args.device)
     threads = None
@@ -150,13 +150,13 @@ def main(argv=None):
         "cpu_bf16_fast": cpu_bf16_fast() if device.type == "cpu" else None,
         "z_steps": cfg.sampler.z_chain.n_steps, "x_steps": cfg.sampler.x_chain.n_steps,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "channels_last_nets": __import__("nae.nets").nets.CHANNELS_LAST,
+        "channels_last_nets": __import__("nae.speed").speed.CHANNELS_LAST,
         "load_avg_start": _load_avg(),
     }
     print("bench_step: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     if device.type == "cpu" and prec == "bf16" and not info["cpu_bf16_fast"]:
         print("WARNING: bf16 is slower than fp32 on this CPU (no AMX; without AVX512-BF16 it is even "
-              "emulated): see nae.precision.", flush=True)
+              "emulated): see nae.speed.", flush=True)
     res: dict = {}
     samples: dict = {}
 
@@ -301,7 +301,7 @@ def grad_pass_report(cfg, model, x, device, prec, n_wu, n_it, eager=True) -> dic
     from torch.utils.flop_counter import FlopCounterMode
 
     from nae.langevin import frozen
-    from nae.precision import autocast
+    from nae.speed import autocast
 
     model.eval()
     xb = x.to(device)

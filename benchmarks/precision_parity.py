@@ -13,7 +13,7 @@ chains, batch ``--batch``), evaluates it in the precision it was trained in, and
   their correlation, and the median and maximum of |E_bf16 - E_fp32| / E_fp32;
 * the final E(x-)/E(x+) of every run (means over the last tenth of its NAE steps).
 
-bf16 can be forced on any CPU; where it is not fast (see ``nae.precision``) the runs are
+bf16 can be forced on any CPU; where it is not fast (see ``nae.speed``) the runs are
 slower, not different.  Every figure comes with the CPU's ISA line and the wall times.
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nae.config import load_config  # noqa: E402
-from nae.evaluate import default_ood, evaluate_model  # noqa: E402
-from nae.precision import autocast, isa_line  # noqa: E402
-from nae.train import Trainer  # noqa: E402
+from nae.data import default_ood  # noqa: E402
+from nae.evaluate import evaluate_model  # noqa: E402
+from nae.speed import autocast, isa_line  # noqa: E402
+from nae.trainer import Trainer  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -66,10 +67,10 @@ def energies(model, x, precision, batch=256):
 
 def agreement(model, cfg, ood, n) -> dict:
     """fp32 against bf16 energies of one model on the inlier test set and every outlier set."""
-    from nae.evaluate import _indist_test
-    from nae.train import outlier_set
+    from nae.data import indist_test_set
+    from nae.data import outlier_set
 
-    xs = [_indist_test(cfg, n).as_float()]
+    xs = [indist_test_set(cfg, n).as_float()]
     for name in ood:
         try:
             xs.append(outlier_set(cfg, name, "test", n=n).as_float())

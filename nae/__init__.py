@@ -7,26 +7,50 @@ Quick start::
     trainer = nae.train(cfg, "runs/mnist-smoke")
     model = nae.load_run("runs/mnist-smoke")
     model.energy(x)        # the outlier score
+
+``import nae`` is light: it neither imports torch nor touches the environment.  The
+names below, and the submodules (``nae.data``, ``nae.viz``, ...), are imported on first
+use, so that ``python -m nae`` can set ``OMP_WAIT_POLICY`` before torch starts OpenMP
+(see ``nae/__main__.py``).
 """
-import os as _os
+import importlib as _importlib
 
-# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning
-# threads made small-batch passes up to 15x slower (benchmarks/bench_step.py).
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .config import RunConfig, load_config  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
-from .models import AE, NAE, VAE, build_model
-from .run import load_run
-from .train import Trainer, train
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it, imported on first use
+_LAZY = {
+    "RunConfig": "config", "load_config": "config",
+    "AE": "models", "NAE": "models", "VAE": "models", "build_model": "models",
+    "load_run": "run",
+    "Trainer": "trainer", "train": "trainer",
+}
 
 __all__ = [
     "AE", "NAE", "VAE", "RunConfig", "Trainer", "build_model", "load_config", "load_run", "train",
     "NAEError", "ConfigError", "DataError", "CheckpointError", "DivergenceError", "TrainingInterrupted",
     "load_pretrained",
 ]
+
+
+def __getattr__(name: str):
+    """``nae.NAE``, ``nae.train``, ... and the submodules (``nae.data``), imported on first use."""
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        try:
+            value = _importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # a submodule that exists but fails to import
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_pretrained(name: str, which: str = "final", device="cpu", root=None):

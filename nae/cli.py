@@ -60,7 +60,7 @@ class _Notes:
 
 def _train(args) -> int:
     from .config import load_config
-    from .train import prepare
+    from .trainer import prepare
 
     out = Path(args.out) if args.out else None
     if args.max_minutes is not None and not args.max_minutes > 0:
@@ -106,7 +106,6 @@ class _StartLine:
             print(f"training {trainer.run_dir}: {trainer.precision_note}", flush=True)
 
 
-
 def _evaluate(args) -> int:
     from .config import check_ood_name
     from .evaluate import evaluate_run, format_table, to_json
@@ -143,7 +142,7 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
-    from .precision import autocast, resolve_precision
+    from .speed import autocast, resolve_precision
     from .run import load_run
     from .viz import save_image_grid, save_scatter
 
@@ -158,7 +157,7 @@ def _sample(args) -> int:
     model = load_run(args.run_dir, which=args.which)
     g = torch.Generator().manual_seed(args.seed)
     prec = resolve_precision(args.precision, model.device)
-    with autocast(model.device, prec):  # the chain state stays fp32 (see nae.precision)
+    with autocast(model.device, prec):  # the chain state stays fp32 (see nae.speed)
         if model.kind == "nae":
             x = model.sample(args.n, generator=g, z_steps=args.z_steps, x_steps=args.x_steps)
         else:
@@ -210,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "folder:PATH, npy:PATH or npz:PATH (same as data.indist=...)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="train.precision: auto (default; bf16 where it is fast, see nae.precision), fp32 or bf16")
+                   help="train.precision: auto (default; bf16 where it is fast, see nae.speed), fp32 or bf16")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.nae.epochs=5")
     t.set_defaults(func=_train)
 
@@ -221,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--which", choices=["final", "ae"], default="final", help="ae: the pre-trained AE of the run")
     e.add_argument("--n", type=int, help="use only the first n test samples of each set")
     e.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto (default): bf16 where it is fast, as in training (see nae.precision)")
+                   help="auto (default): bf16 where it is fast, as in training (see nae.speed)")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("sample", help="draw samples from a trained model")
@@ -234,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--x-steps", type=int, help="input chain length (default: the config's)")
     s.add_argument("--which", choices=["final", "ae"], default="final")
     s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto (default): bf16 where it is fast, as in training (see nae.precision)")
+                   help="auto (default): bf16 where it is fast, as in training (see nae.speed)")
     s.set_defaults(func=_sample)
 
     d = sub.add_parser("data", help="list the registered data sets and where they were looked for")

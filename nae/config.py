@@ -110,9 +110,22 @@ class AEPhaseConfig:
     patience: Optional[int] = 4        #: early stopping after this many validations without improvement
 
 
+#: the NAE losses (``train.nae.loss``); both add gamma * mean E(x-)^2, see :meth:`nae.models.NAE.loss`
+NAE_LOSSES = {
+    "energy_difference": "mean E(x+) - mean E(x-) (the original models/nae.py, NAE.train_step)",
+    "energy_difference_over_T": "(mean E(x+) - mean E(x-)) / T (the original models/nae.py, NAE_L2_OMI.train_step)",
+}
+#: the names of ``train.nae.loss`` before they said what they compute, still read (the
+#: config.yml of earlier runs and of the published models): deprecated
+LOSS_ALIASES = {"v1": "energy_difference", "v2": "energy_difference_over_T"}
+
+
 @dataclass
 class NAEPhaseConfig:
-    """The NAE phase: schedule, learning rates, gamma, penalties and the loss variant."""
+    """The NAE phase: schedule, learning rates, gamma, penalties and the loss variant.
+
+    ``loss``: a key of :data:`NAE_LOSSES`; the deprecated names ``v1`` and ``v2`` are read as
+    ``energy_difference`` and ``energy_difference_over_T``."""
     epochs: int = 50
     max_iters: Optional[int] = None
     lr: float = 1e-5
@@ -121,9 +134,12 @@ class NAEPhaseConfig:
     l2_enc: float = 0.0
     l2_dec: float = 0.0
     z_norm_reg: float = 0.0
-    loss: str = "v1"                   #: v1 (original NAE) | v2 (NAE_L2_OMI, divides by T)
+    loss: str = "energy_difference"    #: energy_difference (original NAE) | energy_difference_over_T (NAE_L2_OMI)
     val_every: int = 1000
     clip_grad_norm: Optional[float] = None
+
+    def __post_init__(self):
+        self.loss = LOSS_ALIASES.get(self.loss, self.loss)
 
 
 @dataclass
@@ -139,9 +155,9 @@ class TrainConfig:
     init_ae: Optional[str] = None
     #: CPU speed: flush denormal floats (below 1.2e-38) to zero during fit().  Late in training
     #: denormals made the MNIST AE step 2.3-2.7x slower on our Xeon; off by default until its
-    #: effect on results is shown (see nae.precision)
+    #: effect on results is shown (see nae.speed)
     flush_denormal: bool = False
-    precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.precision)
+    precision: str = "auto"            #: auto | fp32 | bf16 (auto: bf16 where it is fast, see nae.speed)
 
 
 @dataclass
@@ -349,7 +365,7 @@ _CHOICES = {
     "model.kind": ("nae", "ae", "vae"),
     "sampler.kind": ("on_manifold", "pcd", "cd", "x"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "train.nae.loss": ("v1", "v2"),
+    "train.nae.loss": tuple(NAE_LOSSES),
 }
 
 
@@ -425,15 +441,16 @@ def check_ood_name(name: str, where: str) -> None:
     """A registered data set name, ``heldout`` or a user spec (``folder:PATH`` ...): else a
     ConfigError naming ``where`` (a config key or option).  Whether the files are there is not
     checked: a registered set that is missing is reported as absent where it is used."""
-    from . import data as D
+    from .data.registry import USER_PREFIXES, resolve
+    from .errors import DataError
 
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where} is empty; give a data set name (see `python -m nae data`)")
-    if name.lower() == "heldout" or name.startswith(D._USER_PREFIXES):
+    if name.lower() == "heldout" or name.startswith(USER_PREFIXES):
         return
     try:
-        D._resolve(name)
-    except D.DataError as e:
+        resolve(name)
+    except DataError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

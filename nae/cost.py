@@ -23,7 +23,7 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
-from .precision import autocast
+from .speed import autocast
 
 
 def _median_time(fn, reps: int, warmup: int = 1) -> float:

@@ -2,7 +2,7 @@
 
 Under ``torchrun --nproc_per_node N`` every process holds the same model, takes its 1/N
 share of each global batch, runs its own Langevin chains, and averages the gradients with
-:func:`all_reduce_mean` before each optimiser step (see :class:`nae.train.Trainer`).
+:func:`all_reduce_mean` before each optimiser step (see :class:`nae.trainer.Trainer`).
 """
 from __future__ import annotations
 

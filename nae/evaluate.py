@@ -6,27 +6,11 @@ from typing import Iterable, Optional
 
 import torch
 
+from .data.selection import default_ood, indist_test_set, outlier_set
 from .errors import DataError
 from .metrics import ood_metrics
 
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
-
-
-def _indist_test(cfg, n=None):
-    from . import data as D
-
-    c, h, _ = cfg.model.x_shape
-    kw = {}
-    if cfg.data.holdout is not None:
-        kw["holdout"] = tuple(cfg.data.holdout)
-    return D.load_dataset(cfg.data.indist, "test", size=h, channels=c, n=n, **kw)
-
-
-def default_ood(cfg) -> list[str]:
-    """The paper's outlier sets for a config's in-distribution set."""
-    from . import data as D
-
-    return list(D.DEFAULT_OOD.get(cfg.data.indist, []))
 
 
 @torch.no_grad()
@@ -38,10 +22,9 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
     "fpr95", "n": {name: count}, "absent": {name: reason}}``.  A set that is not found is
     listed under ``absent`` (and its metrics are ``None``), never silently dropped.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved as in training
-    (:func:`nae.precision.resolve_precision`) and recorded as ``res["precision"]``.
+    (:func:`nae.speed.resolve_precision`) and recorded as ``res["precision"]``.
     """
-    from .precision import autocast, resolve_precision
-    from .train import outlier_set
+    from .speed import autocast, resolve_precision
 
     prec = resolve_precision(precision, model.device)
 
@@ -49,7 +32,7 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
         with autocast(model.device, prec):
             return model.predict(x, batch_size).numpy()
 
-    inlier = _indist_test(cfg, n)
+    inlier = indist_test_set(cfg, n)
     s_in = predict(inlier.as_float())
     res = {"in_distribution": cfg.data.indist, "n_in": int(len(s_in)), "precision": prec,
            **{m: {} for m in METRICS}, "n": {}, "absent": {}}

@@ -5,7 +5,7 @@ All randomness comes from an explicit ``torch.Generator`` on the chain's device,
 the step loop never moves a value to the host, so the same code runs on CPU and GPU
 without synchronisation.
 
-One chain (original ``sample_langevin_v2``, see the reference spec section 3.1) runs::
+One chain (original: models/langevin.py, ``sample_langevin_v2``) runs::
 
     g = clip(grad E(x))
     repeat n times:
@@ -37,18 +37,10 @@ from typing import Callable, Optional
 import torch
 
 from .nets import project_sphere
-from .precision import cpu_bf16_fast  # noqa: F401 (kept importable from here; the logic is in nae.precision)
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def set_cpu_threads(n: Optional[int] = None) -> int:
-    """Sets torch's intra-op threads (default ``min(2, cores)``) and returns the number."""
-    import os
-
-    n = n or min(2, os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    return n
+#: ``trace(k, x)``: called with the chain state at the start (k = 0) and after each step k
+TraceFn = Callable[[int, torch.Tensor], None]
 
 
 @contextmanager
@@ -114,12 +106,14 @@ def _bound(y: torch.Tensor, bound):
 
 
 def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
-                   generator: Optional[torch.Generator] = None) -> ChainResult:
+                   generator: Optional[torch.Generator] = None, trace: Optional[TraceFn] = None) -> ChainResult:
     """Runs one Langevin chain of ``chain.n_steps`` steps from ``x0``.
 
     ``chain`` is a :class:`nae.config.ChainConfig` (n_steps, step_size, noise_std,
     bound, clip_grad, clip_type, noise_anneal, mh, reject_boundary).  ``temperature`` is
-    a float or a 0-d tensor.
+    a float or a 0-d tensor.  ``trace(k, x)``, if given, sees the chain state at the start
+    (k = 0, after the bound) and after each step k = 1 .. n_steps (to plot or animate a
+    chain; it must not change ``x``).
     """
     s = chain.step_size if chain.step_size is not None else chain.noise_std ** 2 / 2
     sigma0 = chain.noise_std if chain.noise_std is not None else math.sqrt(2 * s)
@@ -130,6 +124,8 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
     if chain.bound is not None and not isinstance(chain.bound, str):
         x = x.clamp(*chain.bound)
     n = chain.n_steps
+    if trace is not None:
+        trace(0, x)
     if n == 0:
         return ChainResult(x)
     mh = chain.mh
@@ -176,6 +172,8 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
             if not last:  # the gradient after the last step is never used
                 _, g = energy_and_grad(energy, x)
                 g = clip_grad(g, chain.clip_grad, chain.clip_type)
+        if trace is not None:
+            trace(k + 1, x)
     rate = torch.stack(accepts).mean() if accepts else None
     return ChainResult(x.detach(), rate)
 
@@ -255,6 +253,11 @@ class ReplayBuffer:
 # negative samplers used in training
 
 
+def _traced(trace, chain: str):
+    """``trace(chain, k, x)`` as the ``trace(k, x)`` of :func:`langevin_chain` (or None)."""
+    return None if trace is None else (lambda k, x: trace(chain, k, x))
+
+
 class OnManifoldSampler:
     """NAE's on-manifold initialisation: latent chain, decode, input chain.
 
@@ -266,7 +269,7 @@ class OnManifoldSampler:
     5. Input chain on E(x) from x0.
     """
 
-    def __init__(self, cfg, model):
+    def __init__(self, cfg):
         self.cfg = cfg
         self.buffer = ReplayBuffer(cfg.buffer_size)
 
@@ -277,20 +280,29 @@ class OnManifoldSampler:
         return project_sphere(z) if model.spherical else z
 
     def sample(self, model, n: int, generator=None, replay: bool = True, x_data=None,
-               z_chain=None, x_chain=None) -> dict:
+               z_chain=None, x_chain=None, temperature=None, trace=None, push: Optional[bool] = None) -> dict:
+        """``n`` negative samples of ``model``: ``{"x", "x0", "z", "z0", "accept_rate"}``.
+
+        ``replay``: start latent chains from the buffer (with probability
+        ``replay_ratio``) and, unless ``push=False``, add their end points to it.
+        ``z_chain``, ``x_chain``, ``temperature``: instead of the config's chains and the
+        model's T.  ``trace(chain, k, x)``, with chain ``"z"`` or ``"x"``: see
+        :func:`langevin_chain`.
+        """
         z_chain = z_chain or self.cfg.z_chain
         x_chain = x_chain or self.cfg.x_chain
+        T = model.T if temperature is None else temperature
         with frozen(model):
             z0 = self.initial_latent(model, n, generator, replay)
-            zres = langevin_chain(model.latent_energy, z0, z_chain, model.T, generator)
+            zres = langevin_chain(model.latent_energy, z0, z_chain, T, generator, _traced(trace, "z"))
             z = zres.x
-            if replay:
+            if replay and push is not False:
                 self.buffer.push(z)
             with torch.no_grad():
                 x0 = model.decode(z).float()  # under bf16 autocast the decoder's output is bf16
             if model.x_bound is not None:
                 x0 = x0.clamp(*model.x_bound)
-            xres = langevin_chain(model.energy, x0, x_chain, model.T, generator)
+            xres = langevin_chain(model.energy, x0, x_chain, T, generator, _traced(trace, "x"))
         return {"x": xres.x, "x0": x0, "z": z, "z0": z0, "accept_rate": xres.accept_rate}
 
     def state_dict(self):
@@ -307,12 +319,13 @@ class PersistentSampler:
     ``replay_ratio`` (else from a uniform draw in ``init_bound``).
     """
 
-    def __init__(self, cfg, model):
+    def __init__(self, cfg):
         self.cfg = cfg
         self.buffer = ReplayBuffer(cfg.buffer_size)
 
     def sample(self, model, n: int, generator=None, replay: bool = True, x_data=None,
                z_chain=None, x_chain=None) -> dict:
+        """``n`` negative samples of ``model``: ``{"x", "x0", "accept_rate"}``."""
         x_chain = x_chain or self.cfg.x_chain
         lo, hi = self.cfg.init_bound or model.x_bound or (0.0, 1.0)
         x0 = lo + (hi - lo) * torch.rand((n, *model.x_shape), generator=generator, device=model.device)
@@ -334,11 +347,12 @@ class PersistentSampler:
 class CDSampler:
     """Contrastive divergence: short input chains started at the data batch."""
 
-    def __init__(self, cfg, model):
+    def __init__(self, cfg):
         self.cfg = cfg
 
     def sample(self, model, n: int, generator=None, replay: bool = True, x_data=None,
                z_chain=None, x_chain=None) -> dict:
+        """``n`` negative samples of ``model`` from the data batch ``x_data``: ``{"x", "x0", "accept_rate"}``."""
         if x_data is None:
             raise ValueError("contrastive divergence starts its chains at a data batch: pass x_data")
         x_chain = x_chain or self.cfg.x_chain
@@ -356,10 +370,10 @@ class CDSampler:
 SAMPLERS = {"on_manifold": OnManifoldSampler, "pcd": PersistentSampler, "x": PersistentSampler, "cd": CDSampler}
 
 
-def build_sampler(cfg, model):
-    """The negative sampler of a config (``sampler.kind``)."""
+def build_sampler(cfg):
+    """The negative sampler of a sampler config (``sampler.kind``)."""
     from .errors import ConfigError
 
     if cfg.kind not in SAMPLERS:
         raise ConfigError(f"unknown sampler {cfg.kind!r}; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[cfg.kind](cfg, model)
+    return SAMPLERS[cfg.kind](cfg)

@@ -146,12 +146,12 @@ class NAE(_Base):
         The gradient of the negative log-likelihood of p(x) = exp(-E(x)/T) / Z is
         E[grad E(x+)] - E[grad E(x-)] (divided by T), with x- ~ p; so (paper eq. 5)::
 
-            loss = mean E(x+) - mean E(x-) + gamma * mean E(x-)^2        (pc.loss == "v1")
-            loss = (mean E(x+) - mean E(x-)) / T + gamma * mean E(x-)^2  (pc.loss == "v2",
+            loss = mean E(x+) - mean E(x-) + gamma * mean E(x-)^2        (energy_difference)
+            loss = (mean E(x+) - mean E(x-)) / T + gamma * mean E(x-)^2  (energy_difference_over_T,
                                                               the original NAE_L2_OMI)
 
         gamma * E(x-)^2 keeps the negative energies from growing without bound.  With a
-        learnable temperature, v1 adds (mean E(x+) - mean E(x-)) / T with the energies
+        learnable temperature, energy_difference adds (mean E(x+) - mean E(x-)) / T with the energies
         detached: its gradient with respect to log T is the likelihood's, which moves T to
         the spread of the energies.  ``x_neg`` may hold fewer samples than ``x``
         (``sampler.n_negatives``): both means stay unbiased.  Plus the weight penalties
@@ -161,7 +161,7 @@ class NAE(_Base):
         e_neg = self.energy(x_neg).float()
         T = self.T
         diff = e_pos.mean() - e_neg.mean()
-        if pc.loss == "v2":
+        if pc.loss == "energy_difference_over_T":
             loss = diff / T + pc.gamma * (e_neg ** 2).mean()
         else:
             loss = diff + pc.gamma * (e_neg ** 2).mean()
@@ -282,7 +282,7 @@ def build_model(cfg) -> nn.Module:
         raise ConfigError(f"bad network options in model.encoder/model.decoder: {e}") from None
     if m.kind == "nae":
         model = NAE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.temperature, m.learn_temperature, m.x_bound)
-        model.sampler = build_sampler(cfg.sampler, model)
+        model.sampler = build_sampler(cfg.sampler)
     elif m.kind == "ae":
         model = AE(encoder, decoder, m.x_shape, m.z_dim, m.spherical, m.x_bound)
         model.sampler = None

@@ -2,82 +2,26 @@
 
 Every network maps 4-D tensors: images (B, C, H, W) <-> latents (B, z, 1, 1), except the
 2-D nets (FCResNet / FCNet), which map (B, d) <-> (B, z).  Parameter counts equal the
-original ones (see ``tests/test_nets.py``); the original layouts are described in
-``../shared/reference/original-nae.md``, section 1.
+original ones (see ``tests/test_nets.py``); the layouts are those of the original classes
+``ConvNet2FC``, ``DeConvNet2`` (MNIST), ``IGEBMEncoder``, ``GeneratorGN`` (CIFAR-10),
+``ConvNet64``, ``DeConvNet64`` (CelebA) and ``FCResNet`` (2-D), as its configs build them.
 
-Details implemented differently from the original, with the same result (outputs
-equal up to float rounding; ``tests/test_speed_equivalence.py`` checks energies,
-input gradients and chains against a transcription of the original ops):
-
-* The image networks run their activations in the ``channels_last`` memory format
-  (:func:`to_channels_last` at the entry of every encoder and after the first
-  decoder layer), whatever format the caller uses.  On CPU, oneDNN's convolutions,
-  max pooling and bilinear upsampling are much faster in NHWC than in NCHW (the
-  energy + input-gradient pass of the MNIST model: about 1.3-1.5x with 2 threads; a
-  1-channel NCHW input even sends the first convolution to a slow path).  Parameters
-  and state dicts are unchanged.  ``NAE_CHANNELS_LAST=0`` turns this off (for A/B
-  timing).
-* ``Upsample2x`` (bilinear x2 with ``align_corners=True``) calls ``F.interpolate`` on
-  channels_last input, whose forward and backward kernels are fast in NHWC, and
-  otherwise two small matrix products (faster than ``upsample_bilinear2d``'s NCHW
-  backward).
+The image networks run their activations in the ``channels_last`` memory format and
+upsample with :class:`~nae.speed.Upsample2x`: CPU speed tricks of :mod:`nae.speed`, with the
+original's outputs up to float rounding (``tests/test_speed_equivalence.py``).
 """
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
-
-#: run the image networks' activations in channels_last (see the module docstring)
-CHANNELS_LAST = os.environ.get("NAE_CHANNELS_LAST", "1") != "0"
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the channels_last memory format if :data:`CHANNELS_LAST` and 4-D.
-
-    A no-op (no copy) when ``x`` already is; its backward converts the gradient back
-    to the caller's format, so callers never see the difference."""
-    if CHANNELS_LAST and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
+from .speed import Upsample2x, to_channels_last
 
 
 # ---------------------------------------------------------------------------------
 # small building blocks
-
-
-def _interp_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """Matrix A (n_out, n_in) of 1-D linear interpolation with align_corners=True."""
-    a = torch.zeros(n_out, n_in, dtype=torch.float64)
-    if n_in == 1:
-        a[:, 0] = 1.0
-        return a.float()
-    pos = torch.arange(n_out, dtype=torch.float64) * (n_in - 1) / (n_out - 1)
-    lo = pos.floor().long().clamp(max=n_in - 1)
-    hi = (lo + 1).clamp(max=n_in - 1)
-    w = pos - lo
-    a[torch.arange(n_out), lo] += 1 - w
-    a[torch.arange(n_out), hi] += w
-    return a.float()
-
-
-class Upsample2x(nn.Module):
-    """Bilinear x2 upsampling with ``align_corners=True`` as two matrix products."""
-
-    def __init__(self, size_in: int):
-        super().__init__()
-        self.register_buffer("a", _interp_matrix(size_in, 2 * size_in), persistent=False)
-
-    def forward(self, x):
-        if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
-            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        a = self.a.to(x.dtype)
-        # (B,C,H,W) -> rows: A @ x, columns: x @ A^T
-        return torch.matmul(torch.matmul(a, x), a.t())
 
 
 class SphericalActivation(nn.Module):

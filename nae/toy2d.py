@@ -57,20 +57,21 @@ def grid(lim: float = 4.0, n: int = 100):
 
 
 @torch.no_grad()
-def density_on_grid(energy_fn, temperature: float = 1.0, lim: float = 4.0, n: int = 100,
-                    batch: int = 2500) -> np.ndarray:
-    """exp(-E/T) on the grid, normalised to sum to one over the grid (as the original plots)."""
-    _, _, pts = grid(lim, n)
-    e = torch.cat([energy_fn(pts[i:i + batch]).float().cpu() for i in range(0, len(pts), batch)])
-    logp = -e / float(temperature)
-    p = torch.exp(logp - logp.max())
-    p = p / p.sum()
-    return p.reshape(n, n).numpy()
-
-
-@torch.no_grad()
 def values_on_grid(fn, lim: float = 4.0, n: int = 100, batch: int = 2500) -> np.ndarray:
     """Any per-point function (for example the reconstruction error) on the grid."""
     _, _, pts = grid(lim, n)
     v = torch.cat([fn(pts[i:i + batch]).float().cpu() for i in range(0, len(pts), batch)])
     return v.reshape(n, n).numpy()
+
+
+def normalised_density(energies: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """exp(-E/T) of grid energies, normalised to sum to one over the grid, in float64."""
+    logp = -np.asarray(energies, dtype=np.float64) / float(temperature)
+    p = np.exp(logp - logp.max())
+    return p / p.sum()
+
+
+def density_on_grid(energy_fn, temperature: float = 1.0, lim: float = 4.0, n: int = 100) -> np.ndarray:
+    """exp(-E/T) on the grid, normalised to sum to one over the grid (as the original plots),
+    in float64 (n x n, rows are y)."""
+    return normalised_density(values_on_grid(energy_fn, lim, n), temperature)

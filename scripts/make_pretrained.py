@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
-from nae.notebook import RUNS, hardware, train_recipe  # noqa: E402
+from nae.tutorial.notebook import RUNS, hardware, train_recipe  # noqa: E402
 from nae.pretrained import load_pretrained, publish  # noqa: E402
-from nae.recipes import RECIPES, get_recipe  # noqa: E402
+from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
 def _load() -> str:
@@ -48,7 +48,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
     The manifest gets the precision the run trained in (from its config.yml) and the date.
     """
     from nae.config import load_saved_config
-    from nae.evaluate import default_ood
+    from nae.data import default_ood
 
     run_dir = Path(run_dir)
     cfg = load_saved_config(run_dir / "config.yml")

@@ -86,3 +86,21 @@ def test_schedule_changes_lists_only_schedule_keys_that_differ():
     assert schedule_changes(a, b) == [("train.nae.max_iters", 50)]  # lr is not a schedule key
     assert schedule_changes(a, a) == []
     assert extend_schedule(a, schedule_changes(a, b)).train.nae.max_iters == 50
+
+
+def test_loss_names_and_their_deprecated_aliases(tmp_path):
+    """``train.nae.loss`` says what it computes; the old names v1 / v2 (config.yml of earlier
+    runs and published models) still load, as the new names."""
+    from nae.config import load_saved_config, save_config
+
+    assert load_config("toy2d").train.nae.loss == "energy_difference"
+    assert load_config("mnist_holdout").train.nae.loss == "energy_difference_over_T"
+    for old, new in (("v1", "energy_difference"), ("v2", "energy_difference_over_T")):
+        cfg = load_config("toy2d", overrides=[f"train.nae.loss={old}"])
+        assert cfg.train.nae.loss == new
+        save_config(cfg, tmp_path / "config.yml")
+        text = (tmp_path / "config.yml").read_text().replace(f"loss: {new}", f"loss: {old}")
+        (tmp_path / "config.yml").write_text(text)
+        assert load_saved_config(tmp_path / "config.yml").train.nae.loss == new
+    with pytest.raises(ConfigError, match="energy_difference_over_T"):
+        load_config("toy2d", overrides=["train.nae.loss=v3"])

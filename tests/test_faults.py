@@ -29,7 +29,7 @@ from nae.config import load_config, load_saved_config
 from nae.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from nae.rundir import RunLock
 from nae.run import load_run
-from nae.train import Trainer
+from nae.trainer import Trainer
 
 TOY = ["train.nae.max_iters=8", "train.ckpt_every=1000", "data.n_train=800", "data.batch_size=100"]
 CLI = [sys.executable, "-m", "nae", "train", "toy2d", "--budget", "smoke", "--quiet"]

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,28 @@ def test_intro_says_which_chapters_have_results():
             nb = next((REPO / "notebooks").glob(f"{prefix}*.ipynb"))
             assert _has_results(nb) == status[name], f"book/intro.md is wrong about {nb.name}"
     assert "every number and figure" not in intro or all(status.values())
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def _clean_python(code: str) -> list:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_import_nae_sets_no_environment_variable():
+    """``import nae`` leaves the environment alone and does not even load torch."""
+    code = "import os, sys, nae; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    assert _clean_python(code) == ["None", "False"]
+
+
+def test_the_command_line_sets_omp_wait_policy_before_torch_loads():
+    """``python -m nae`` sets OMP_WAIT_POLICY=PASSIVE while torch (and with it OpenMP, which
+    reads the variable once) is not loaded yet."""
+    code = ("import os, sys, contextlib, io, nae.__main__ as m; before = 'torch' in sys.modules; "
+            "out = io.StringIO(); f = contextlib.redirect_stdout(out); f.__enter__(); rc = m.main(['data']); "
+            "f.__exit__(None, None, None); print(before, os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, rc)")
+    assert _clean_python(code) == ["False", "PASSIVE", "True", "0"]

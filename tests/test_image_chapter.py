@@ -4,7 +4,7 @@ import json
 import pytest
 
 import nae.pretrained as P
-from nae.image_chapter import NOT_TRAINED, ORIGINAL_AUROC, ImageChapter
+from nae.tutorial.image_chapter import NOT_TRAINED, ORIGINAL_AUROC, ImageChapter
 
 
 def test_auroc_table_says_not_trained_and_absent_and_keeps_the_original_numbers():

@@ -1,10 +1,12 @@
 """The plain functions behind the interactive notebook."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from nae.config import ChainConfig, load_config
-from nae.interactive import (SamplerSettings, chain_animation, compare_reconstructions, latent_circle, presets,
+from nae.tutorial.interactive import (SamplerSettings, chain_animation, compare_reconstructions, latent_circle, presets,
                              sample_with_trace, trace_chain)
 from nae.langevin import langevin_chain
 from nae.models import build_model
@@ -43,6 +45,24 @@ def test_sample_with_trace(toy):
     assert torch.equal(out["x"], again["x"])  # seeded
     other = sample_with_trace(toy, 16, SamplerSettings.from_model(toy, z_steps=3, x_steps=4, seed=2))
     assert not torch.equal(out["x"], other["x"])
+
+
+def test_sample_with_trace_is_the_models_sampler(toy):
+    """The traced sampling is the library's on-manifold sampler with a trace callback: the
+    same samples for the same seed, and a replayed draw leaves the replay buffer alone."""
+    toy.sampler.buffer.push(torch.randn(40, 2))
+    before = toy.sampler.buffer.state_dict()
+    s = SamplerSettings.from_model(toy, z_steps=3, x_steps=4, seed=5, replay=True, temperature=0.8)
+    out = sample_with_trace(toy, 12, s)
+    after = toy.sampler.buffer.state_dict()
+    assert before["size"] == after["size"] and torch.equal(before["data"], after["data"])
+    zc = dataclasses.replace(toy.sampler.cfg.z_chain, n_steps=3, step_size=s.z_step_size, noise_std=s.z_noise)
+    xc = dataclasses.replace(toy.sampler.cfg.x_chain, n_steps=4, step_size=s.x_step_size, noise_std=s.x_noise)
+    ref = toy.sampler.sample(toy, 12, torch.Generator().manual_seed(5), replay=True, z_chain=zc, x_chain=xc,
+                             temperature=0.8, push=False)
+    assert torch.equal(out["x"], ref["x"]) and torch.equal(out["z"], ref["z"])
+    assert torch.equal(out["z_frames"][-1], out["z"]) and torch.equal(out["x_frames"][0], out["x0"])
+    assert out["x_energies"].shape == (5, 12)
 
 
 def test_latent_circle(mnist):
@@ -89,7 +109,7 @@ def test_sampler_panel_and_playground_widgets(toy, mnist):
     pytest.importorskip("ipywidgets")
     import ipywidgets as W
 
-    from nae.interactive import drawing_playground, sampler_panel
+    from nae.tutorial.interactive import drawing_playground, sampler_panel
 
     panel = sampler_panel({"toy": toy})
     controls, out = panel.children

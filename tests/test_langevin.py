@@ -1,4 +1,5 @@
 """Langevin dynamics, gradient clipping and the replay buffer."""
+import dataclasses
 import math
 
 import pytest
@@ -129,3 +130,21 @@ def test_empty_buffer_gives_fresh_samples():
     assert torch.equal(buf.mix(fresh, 0.95), fresh)
     with pytest.raises(ValueError):
         buf.draw(1)
+
+
+@pytest.mark.parametrize("mh", [False, True])
+def test_trace_sees_every_state_of_the_chain(mh):
+    """``trace(k, x)`` gets the start and each step's state; tracing changes nothing."""
+    chain = ChainConfig(n_steps=5, step_size=0.01, noise_std=0.1, bound=[-1.0, 1.0], mh=mh)
+    x0 = torch.rand(30, 2) * 4 - 2
+    seen = []
+    res = langevin_chain(quadratic(torch.zeros(2)), x0, chain, generator=torch.Generator().manual_seed(1),
+                         trace=lambda k, x: seen.append((k, x.clone())))
+    plain = langevin_chain(quadratic(torch.zeros(2)), x0, chain, generator=torch.Generator().manual_seed(1))
+    assert [k for k, _ in seen] == list(range(6))
+    assert torch.equal(seen[0][1], x0.clamp(-1, 1)) and torch.equal(seen[-1][1], res.x)
+    assert torch.equal(res.x, plain.x)
+    seen.clear()
+    langevin_chain(quadratic(torch.zeros(2)), x0, dataclasses.replace(chain, n_steps=0),
+                   trace=lambda k, x: seen.append(k))
+    assert seen == [0]

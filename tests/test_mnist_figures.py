@@ -1,4 +1,4 @@
-"""Fast tests of the MNIST notebook's helpers (nae.mnist_figures) and recipes."""
+"""Fast tests of the MNIST notebook's helpers (nae.tutorial.mnist_figures) and recipes."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,11 +7,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nae import mnist_figures as mf  # noqa: E402
+from nae.tutorial import mnist_figures as mf  # noqa: E402
 from nae.config import load_config  # noqa: E402
 from nae.models import build_model  # noqa: E402
-from nae.notebook import recipe_config  # noqa: E402
-from nae.recipes import RECIPES, get_recipe  # noqa: E402
+from nae.tutorial.notebook import recipe_config  # noqa: E402
+from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
 def _fake_result(aurocs, n_in=100):
@@ -42,7 +42,7 @@ def test_mnist_recipes_load_in_both_budgets(budget):
         # the published budget keeps the paper's chains and loss
         assert cfg.sampler.z_chain.n_steps == 10 and cfg.sampler.x_chain.n_steps == 50
         assert cfg.train.nae.gamma == 1.0 and cfg.train.nae.max_iters is not None
-        assert c.train.nae.loss == "v2"
+        assert c.train.nae.loss == "energy_difference_over_T"
     else:
         smoke = load_config("mnist_ood", budget="smoke")
         assert cfg.train.nae.max_iters == smoke.train.nae.max_iters
@@ -181,7 +181,7 @@ def test_validation_curves_read_the_runs_log(tmp_path):
 
 def test_validation_auroc_matches_what_training_logs(tmp_path):
     """The helper gives the AUROC the trainer logs at a validation, for the same weights."""
-    from nae.train import Trainer
+    from nae.trainer import Trainer
 
     cfg = load_config("mnist_holdout", budget="smoke", overrides=["data.holdout=[1]", "train.nae.max_iters=1",
                                                                    "train.nae.val_every=1"])
@@ -212,7 +212,7 @@ def test_per_digit_energies_and_table(tiny_models):
 
 
 def test_ae_failure_reports_fractions_and_the_best_reconstructed_outliers():
-    from nae.train import outlier_set
+    from nae.data import outlier_set
 
     cfg = load_config("mnist_ood", budget="smoke")
     torch.manual_seed(0)

@@ -5,13 +5,13 @@ import pytest
 import torch
 import yaml
 
-import nae.precision as P
+import nae.speed as P
 from nae.checkpoint import load_checkpoint
 from nae.config import load_config
 from nae.errors import CheckpointError, ConfigError
 from nae.langevin import langevin_chain
 from nae.models import build_model
-from nae.train import Trainer
+from nae.trainer import Trainer
 
 MNIST_TINY = ["data.n_train=64", "data.n_val=32", "data.batch_size=16", "train.ae.max_iters=2",
               "train.nae.max_iters=1", "train.nae.val_every=100", "train.ae.val_every=100",

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from nae import plots2d as P
+from nae.tutorial import plots2d as P
 from nae.config import load_config
 from nae.models import build_model
 
@@ -46,7 +46,7 @@ def test_curve_error_and_training_log(tmp_path):
     ce = P.curve_error(model, n=50)
     assert ce["error"].shape == (51,) and ce["latent_gap"].shape == (51,)
     assert (ce["error"] >= 0).all() and (ce["latent_gap"] <= 2 + 1e-5).all()  # unit vectors
-    from nae.notebook import training_log
+    from nae.tutorial.notebook import training_log
 
     rows = [{"event": "step", "phase": "nae", "step": 10, "e_pos": 1.0, "e_neg": 2.0, "T": 0.5, "loss": -1.0},
             {"event": "validation", "phase": "nae", "step": 10},

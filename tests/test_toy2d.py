@@ -1,14 +1,14 @@
-"""2-D helpers (nae.plots2d) and the 8-Gaussians recipes (nae.recipes.toy2d)."""
+"""2-D helpers (nae.tutorial.plots2d) and the 8-Gaussians recipes (nae.tutorial.recipes.toy2d)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from nae import plots2d as P
-from nae.notebook import recipe_config
-from nae.recipes import RECIPES
-from nae.recipes.toy2d import RECIPES as TOY_RECIPES
+from nae.tutorial import plots2d as P
+from nae.tutorial.notebook import recipe_config
+from nae.tutorial.recipes import RECIPES
+from nae.tutorial.recipes.toy2d import RECIPES as TOY_RECIPES
 from nae.toy2d import eight_gaussian_centres, grid, sample_toy
 
 NAMES = ["toy2d_ae", "toy2d_vae", "toy2d_nae_omi", "toy2d_nae_cd", "toy2d_nae_pcd"]
@@ -50,7 +50,7 @@ def test_recipes_load(name, budget):
 def test_smoke_obtain(monkeypatch, tmp_path):
     import json
 
-    import nae.notebook as nb
+    import nae.tutorial.notebook as nb
 
     monkeypatch.setattr(nb, "RUNS", tmp_path)
     model = nb.obtain("toy2d_nae_cd", "smoke", progress=False)

@@ -12,7 +12,7 @@ from nae.checkpoint import load_checkpoint
 from nae.config import load_config, load_saved_config
 from nae.errors import CheckpointError, DivergenceError
 from nae.run import load_run
-from nae.train import Trainer
+from nae.trainer import Trainer
 
 TOY = ["train.nae.max_iters=8", "train.ckpt_every=1000", "data.n_train=800", "data.batch_size=100"]
 
@@ -141,7 +141,7 @@ def test_wrong_checkpoint_for_config(tmp_path):
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
-    from nae.train import train
+    from nae.trainer import train
 
     train(toy_cfg("train.nae.max_iters=1"), tmp_path / "run", progress=False)
     with pytest.raises(CheckpointError, match="--resume"):

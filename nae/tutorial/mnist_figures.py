@@ -17,12 +17,13 @@ matplotlib figures of modest size.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .viz import show_images
+from ..viz import show_images
 
 #: what the hold-out table and chart say for a digit without a trained model
 NOT_TRAINED = "not trained yet (budget)"
@@ -34,12 +35,12 @@ def example_images(cfg, names: Sequence[str], n: int = 4, seed: int = 0) -> dict
     ``names`` may hold the in-distribution set of ``cfg`` (its own name, e.g. "MNIST"),
     outlier sets, and "heldout" (hold-out configs).  The same seed gives the same images.
     """
-    from .evaluate import _indist_test
-    from .train import outlier_set
+    from ..data import indist_test_set
+    from ..data import outlier_set
 
     out = {}
     for name in names:
-        ds = _indist_test(cfg) if name == cfg.data.indist else outlier_set(cfg, name, "test")
+        ds = indist_test_set(cfg) if name == cfg.data.indist else outlier_set(cfg, name, "test")
         rng = np.random.default_rng([seed, len(ds)])
         idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False))
         out[name] = ds.as_float(idx)
@@ -78,7 +79,7 @@ def reconstruction_figure(images: Mapping[str, torch.Tensor], models: Mapping[st
 
 def evaluate_pair(models: Mapping[str, torch.nn.Module], cfg, ood: Sequence[str], n: Optional[int] = None) -> dict:
     """``{label: evaluate_model(...)}`` for each model, on the same test images."""
-    from .evaluate import evaluate_model
+    from ..evaluate import evaluate_model
 
     return {label: evaluate_model(m, cfg, list(ood), n=n) for label, m in models.items()}
 
@@ -201,7 +202,6 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
     """``{digit: [(iteration, value), ...]}`` from each run's ``metrics.jsonl`` (the periodic
     validations: by default the AUROC of the held-out digit on the validation split)."""
     import json
-    from pathlib import Path
 
     out = {}
     for d, run_dir in run_dirs.items():
@@ -221,8 +221,8 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
 def validation_auroc(model, cfg, ood: str = "heldout") -> float:
     """The AUROC that training logs at each validation (validation split, ``data.n_val``
     images of each side), for a model that was not logged that way, e.g. the pre-trained AE."""
-    from .metrics import auroc
-    from .train import outlier_set, training_sets
+    from ..metrics import auroc
+    from ..data import outlier_set, training_sets
 
     _, val = training_sets(cfg)
     x_out = outlier_set(cfg, ood, "val", n=cfg.data.n_val or 2000).as_float()
@@ -255,8 +255,8 @@ def per_digit_energies(models: Mapping[str, torch.nn.Module], heldout: int, n: O
     the test images of each digit and the AUROC of the held-out digit against each inlier
     digit alone (below 0.5: that inlier digit scores as *more* anomalous than the held-out
     one).  ``n``: at most this many test images (the first n)."""
-    from .data import load_dataset
-    from .metrics import auroc
+    from ..data import load_dataset
+    from ..metrics import auroc
 
     test = load_dataset("MNIST", "test", n=n)
     x, y = test.as_float(), np.asarray(test.labels)
@@ -299,12 +299,12 @@ def ae_failure(models: Mapping[str, torch.nn.Module], cfg, names: Sequence[str],
     the AE), the ones to show with :func:`reconstruction_figure`.  ``n``: at most this many
     test images of each set.
     """
-    from .evaluate import _indist_test
-    from .train import outlier_set
+    from ..data import indist_test_set
+    from ..data import outlier_set
 
     labels = list(models)
     rank_by = rank_by or labels[0]
-    x_in = _indist_test(cfg, n).as_float()
+    x_in = indist_test_set(cfg, n).as_float()
     e_in = {lb: m.predict(x_in).numpy() for lb, m in models.items()}
     out = {"n_in": int(len(x_in)), "sets": {}, "images": {}, "labels": labels, "rank_by": rank_by}
     for name in names:

@@ -1,5 +1,20 @@
-"""Numeric precision: which one a run uses, and the bf16 autocast context.
+"""Speed: every trick that makes the same computation faster, in one place.
 
+* **Numeric precision** (``train.precision``): bf16 autocast where it is fast
+  (:func:`resolve_precision`, :func:`autocast`), see below.
+* **channels_last**: the image networks run their activations in the ``channels_last``
+  memory format (:func:`to_channels_last`, called by :mod:`nae.nets`).
+* **Upsampling as matrix products** (:class:`Upsample2x`).
+* **Threads**: :func:`set_cpu_threads`; the command line also sets
+  ``OMP_WAIT_POLICY=PASSIVE`` before torch starts OpenMP (``nae/__main__.py``).
+* **Denormals**: :func:`flush_denormals` (``train.flush_denormal``).
+
+None of them changes a result beyond float rounding (``tests/test_speed_equivalence.py``
+checks energies, input gradients and chains against a transcription of the original ops;
+``benchmarks/precision_parity.py`` the conclusions under bf16).
+
+Precision
+---------
 ``train.precision`` is ``fp32``, ``bf16`` or ``auto`` (the default of every config).
 :func:`resolve_precision` turns ``auto`` into ``bf16`` where the hardware runs bf16
 matrix work *fast*, and into ``fp32`` everywhere else:
@@ -29,15 +44,38 @@ gradient dE/dx (x is an fp32 leaf, so its gradient is fp32), the noise, the repl
 buffer, the reconstruction error ``(x - x_hat)**2`` (x_hat is promoted to fp32), the
 energies, the loss and all its reductions.  The image networks also run in the
 ``channels_last`` memory format then (see :mod:`nae.nets`).
+
+channels_last
+-------------
+On CPU, oneDNN's convolutions, max pooling and bilinear upsampling are much faster in NHWC
+than in NCHW (the energy + input-gradient pass of the MNIST model: about 1.3-1.5x with 2
+threads; a 1-channel NCHW input even sends the first convolution to a slow path).  The
+networks convert at the entry of every encoder and after the first decoder layer, whatever
+format the caller uses; parameters and state dicts are unchanged.  ``NAE_CHANNELS_LAST=0``
+turns this off (for A/B timing).
+
+Upsampling
+----------
+``Upsample2x`` (bilinear x2 with ``align_corners=True``, the original ``nn.Upsample``)
+calls ``F.interpolate`` on channels_last input, whose forward and backward kernels are fast
+in NHWC, and otherwise two small matrix products (faster than ``upsample_bilinear2d``'s
+NCHW backward).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+from typing import Optional
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from .errors import ConfigError
+
+# ---------------------------------------------------------------------------------
+# numeric precision
 
 #: the values ``train.precision`` (and ``--precision``) accepts
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -121,3 +159,76 @@ def warn_if_slow(precision: str, device) -> None:
            if not cpu_bf16_native() else
            "AVX512-BF16 without AMX: measured 1.1-1.6x slower than fp32 on our networks")
     warnings.warn(f"precision bf16 on this CPU ({why}). Use precision fp32 or auto here.", stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------
+# memory format and upsampling
+
+#: run the image networks' activations in channels_last (see the module docstring)
+CHANNELS_LAST = os.environ.get("NAE_CHANNELS_LAST", "1") != "0"
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels_last memory format if :data:`CHANNELS_LAST` and 4-D.
+
+    A no-op (no copy) when ``x`` already is; its backward converts the gradient back
+    to the caller's format, so callers never see the difference."""
+    if CHANNELS_LAST and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _interp_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """Matrix A (n_out, n_in) of 1-D linear interpolation with align_corners=True."""
+    a = torch.zeros(n_out, n_in, dtype=torch.float64)
+    if n_in == 1:
+        a[:, 0] = 1.0
+        return a.float()
+    pos = torch.arange(n_out, dtype=torch.float64) * (n_in - 1) / (n_out - 1)
+    lo = pos.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    w = pos - lo
+    a[torch.arange(n_out), lo] += 1 - w
+    a[torch.arange(n_out), hi] += w
+    return a.float()
+
+
+class Upsample2x(nn.Module):
+    """Bilinear x2 upsampling with ``align_corners=True``: ``F.interpolate`` on channels_last
+    input, else two matrix products (see the module docstring)."""
+
+    def __init__(self, size_in: int):
+        super().__init__()
+        self.register_buffer("a", _interp_matrix(size_in, 2 * size_in), persistent=False)
+
+    def forward(self, x):
+        if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        a = self.a.to(x.dtype)
+        # (B,C,H,W) -> rows: A @ x, columns: x @ A^T
+        return torch.matmul(torch.matmul(a, x), a.t())
+
+
+# ---------------------------------------------------------------------------------
+# threads and denormals
+
+
+def set_cpu_threads(n: Optional[int] = None) -> int:
+    """Sets torch's intra-op threads (default ``min(2, cores)``) and returns the number."""
+    n = n or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+@contextlib.contextmanager
+def flush_denormals(on: bool = True):
+    """Flushes denormal floats (below 1.2e-38) to zero inside the block, where the CPU
+    supports it, and gives the process its IEEE denormals back afterwards.  Yields whether
+    flushing is on.  Late in MNIST training denormals made an AE step 2.3-2.7x slower on
+    our Xeon (``train.flush_denormal``, off by default)."""
+    flushed = bool(on) and torch.set_flush_denormal(True)  # False where unsupported
+    try:
+        yield flushed
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)

@@ -47,7 +47,7 @@ _load_all()
 
 
 def get_recipe(name: str) -> Recipe:
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     if name not in RECIPES:
         raise ConfigError(f"no recipe named {name!r}; known: {', '.join(sorted(RECIPES)) or 'none'}")

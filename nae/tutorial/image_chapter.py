@@ -67,7 +67,7 @@ class ImageChapter:
     # -- data -------------------------------------------------------------------------
     def data_lines(self) -> list[str]:
         """``"NAME found|absent"`` for the in-distribution set and each outlier set."""
-        from . import data as D
+        from .. import data as D
 
         wanted = [self.cfg.data.indist, *self.ood]
         rows = {r["name"]: r for r in D.list_datasets()}
@@ -76,7 +76,7 @@ class ImageChapter:
     # -- cost ------------------------------------------------------------------------
     def n_train(self) -> int:
         """Training images of this chapter's data on this machine."""
-        from .train import training_sets
+        from ..data import training_sets
 
         return len(training_sets(self.cfg)[0])
 
@@ -86,8 +86,8 @@ class ImageChapter:
 
         The smoke budget measures the smoke config (tiny batches: the figures only show that
         the code runs)."""
-        from . import cost
-        from .config import load_config
+        from .. import cost
+        from ..config import load_config
 
         cfg = self.cfg
         orig_cfg = load_config(self.config_name, budget=self.budget)  # the original's settings
@@ -112,7 +112,7 @@ class ImageChapter:
         """The chapter's compute table (measured now, on this CPU) with the conditions."""
         import os
 
-        from . import cost
+        from .. import cost
         from .notebook import hardware
 
         rows = rows if rows is not None else self.compute_rows(**kw)
@@ -125,7 +125,7 @@ class ImageChapter:
     # -- models ----------------------------------------------------------------------
     def stage(self) -> Optional[str]:
         """What is published for this recipe: "final", "ae" (the AE phase only) or None."""
-        from .pretrained import read_manifest
+        from ..pretrained import read_manifest
 
         entry = read_manifest().get(self.recipe)
         return None if entry is None else entry.get("stage", "final")
@@ -145,7 +145,7 @@ class ImageChapter:
     # -- results ---------------------------------------------------------------------
     def evaluate(self, models: Mapping, n: Optional[int] = None) -> dict:
         """``{label: evaluate_model(...)}`` for the models that exist (same test images)."""
-        from .evaluate import evaluate_model
+        from ..evaluate import evaluate_model
 
         return {lb: evaluate_model(m, self.cfg, self.ood, n=n) for lb, m in models.items() if m is not None}
 
@@ -174,14 +174,14 @@ class ImageChapter:
 
     def present_ood(self) -> list:
         """The outlier sets found on this machine."""
-        from . import data as D
+        from .. import data as D
 
         rows = {r["name"]: r for r in D.list_datasets()}
         return [n for n in self.ood if rows.get(n, {}).get("found")]
 
     def run_dir(self):
         """The published run directory of this recipe (its ``metrics.jsonl``), or None."""
-        from .pretrained import PRETRAINED_DIR
+        from ..pretrained import PRETRAINED_DIR
 
         d = PRETRAINED_DIR / self.recipe
         return d if (d / "metrics.jsonl").is_file() else None

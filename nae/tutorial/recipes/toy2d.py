@@ -13,7 +13,7 @@ two CPU cores and its file is a few hundred kB.
 * ``toy2d_nae_cd``: NAE, contrastive divergence (5-step chains from the data), z=3.
 * ``toy2d_nae_pcd``: NAE, persistent CD (50-step chains, 5 % fresh uniform restarts), z=3.
 
-The CD / PCD settings are the original second 2-D notebook's (reference section 3.5).
+The CD / PCD settings are those of the original's second 2d_density_estimation notebook.
 """
 from __future__ import annotations
 

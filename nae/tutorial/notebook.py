@@ -2,10 +2,10 @@
 
 Every notebook starts with::
 
-    BUDGET = nae.notebook.budget()   # "smoke" (CI, seconds) or "full" (the real experiment)
+    BUDGET = nae.tutorial.notebook.budget()   # "smoke" (CI, seconds) or "full" (the real experiment)
     RETRAIN = False                  # True: retrain instead of loading the pretrained models
 
-:func:`obtain` then returns a trained model for a recipe name (see ``nae.recipes``):
+:func:`obtain` then returns a trained model for a recipe name (see :mod:`nae.tutorial.recipes`):
 
 * smoke budget: trains the recipe with the config's smoke budget (seconds on 2 CPU
   cores) into ``runs/smoke/NAME``, so CI exercises the real training code;
@@ -19,10 +19,10 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import choose_budget, load_config
+from ..config import choose_budget, load_config
 from .recipes import get_recipe
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "runs"
 
 
@@ -58,7 +58,7 @@ def recipe_config(name: str, budget_name: str):
 
 def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = True, fresh: bool = True):
     """Trains a recipe; returns (run_dir, wall seconds)."""
-    from .train import train
+    from ..trainer import train
 
     cfg = recipe_config(name, budget_name)
     run_dir = Path(run_dir or (RUNS / budget_name / name))
@@ -68,7 +68,7 @@ def train_recipe(name: str, budget_name: str, run_dir=None, progress: bool = Tru
     resume = (run_dir / "checkpoint.pt").exists()
     extend = []
     if resume and (run_dir / "config.yml").is_file():  # the recipe's schedule may have grown since
-        from .config import load_saved_config, schedule_changes
+        from ..config import load_saved_config, schedule_changes
 
         extend = schedule_changes(load_saved_config(run_dir / "config.yml"), cfg)
     t = train(cfg, run_dir, resume=resume, progress=progress, extend=extend)
@@ -87,8 +87,8 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
     The model carries ``model.provenance``: a dict saying where it comes from (pretrained
     or trained now), the budget, hardware and wall time, for the notebook to print.
     """
-    from .pretrained import list_pretrained, load_pretrained
-    from .run import load_run
+    from ..pretrained import list_pretrained, load_pretrained
+    from ..run import load_run
 
     b = budget_name or budget()
     if b == "full" and not retrain and name in list_pretrained():
@@ -125,7 +125,7 @@ def training_log(model, phase: str = "nae") -> dict:
     ``{"step": [...], "e_pos": [...], "e_neg": [...], "T": [...], "loss": [...]}`` for ``phase``."""
     import numpy as np
 
-    from .diagnostics import read_metrics
+    from ..diagnostics import read_metrics
 
     src = Path((getattr(model, "provenance", {}) or {}).get("source", ""))
     rows = read_metrics(src if src.is_absolute() else REPO / src)

@@ -30,7 +30,8 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
-from .toy2d import SCALE, STD, eight_gaussian_centres, eight_gaussians_density, grid, values_on_grid
+from ..toy2d import (SCALE, STD, density_on_grid, eight_gaussian_centres, eight_gaussians_density, grid,
+                    normalised_density, values_on_grid)
 
 LIM = 4.0
 N_GRID = 100
@@ -40,11 +41,6 @@ SIGMA = STD / SCALE
 
 # ---------------------------------------------------------------------------------
 # densities and fields on the grid
-
-
-def _normalise_log(logp: np.ndarray) -> np.ndarray:
-    p = np.exp(logp - logp.max())
-    return p / p.sum()
 
 
 def true_density(lim: float = LIM, n: int = N_GRID) -> np.ndarray:
@@ -73,8 +69,8 @@ def energy_grid(model, lim: float = LIM, n: int = N_GRID) -> np.ndarray:
 
 def model_density(model, lim: float = LIM, n: int = N_GRID) -> np.ndarray:
     """exp(-E/T) on the grid normalised to sum to one, T from :func:`density_temperature`."""
-    e = energy_grid(model, lim, n).astype(np.float64)
-    return _normalise_log(-e / density_temperature(model))
+    model.eval()
+    return density_on_grid(model.energy, density_temperature(model), lim, n)
 
 
 def expected_energy(model, lim: float = 5.0, n: int = 200) -> float:
@@ -82,7 +78,7 @@ def expected_energy(model, lim: float = 5.0, n: int = 200) -> float:
     n x n grid over [-lim, lim]^2 (default: the samplers' box [-5, 5]^2).  In 2-D this is
     exact up to the grid; it is what the mean energy of true samples of p converges to."""
     e = energy_grid(model, lim, n).astype(np.float64)
-    p = _normalise_log(-e / density_temperature(model))
+    p = normalised_density(e, density_temperature(model))
     return float((p * e).sum())
 
 
@@ -174,10 +170,10 @@ def train_recording(recipe: str, budget_name: str, iters: int, at: Iterable[int]
     Returns (model, recorder, wall seconds).  The run directory is replaced."""
     import shutil
 
-    from .config import load_config
+    from ..config import load_config
     from .recipes import get_recipe
-    from .run import load_run
-    from .train import Trainer
+    from ..run import load_run
+    from ..trainer import Trainer
 
     r = get_recipe(recipe)
     over = list(r.overrides) + (list(r.full) if budget_name == "full" else [])
@@ -203,8 +199,8 @@ def long_run_samples(model, n: int = 500, steps: int = 500, noise_std: float = 0
     """Langevin chains (with Metropolis-Hastings) of ``steps`` steps on E(x)/T, started
     uniformly in ``bound``^2: where the model's own dynamics end up, far longer than
     any chain used in training."""
-    from .config import ChainConfig
-    from .langevin import frozen, langevin_chain
+    from ..config import ChainConfig
+    from ..langevin import frozen, langevin_chain
 
     g = torch.Generator().manual_seed(seed)
     lo, hi = bound

@@ -42,11 +42,13 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import RunConfig, config_diff, extend_schedule, get_dotted, load_saved_config, save_config
+from .data import iterate_batches, outlier_set, training_sets
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NAEError, TrainingInterrupted
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
 from .distributed import all_reduce_mean, init_distributed
-from .precision import autocast, describe_precision, resolve_precision, warn_if_slow  # noqa: F401 (autocast re-exported)
+from .speed import autocast  # noqa: F401 (re-exported)
+from .speed import describe_precision, flush_denormals, resolve_precision, warn_if_slow
 
 PHASES = {"nae": ("ae", "nae"), "ae": ("ae",), "vae": ("ae",)}
 
@@ -68,42 +70,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NAEError(f"device {name!r} was asked for, but CUDA is not available here; use --device cpu")
     return dev
-
-
-# ---------------------------------------------------------------------------------
-# data access
-
-
-def training_sets(cfg: RunConfig):
-    """(train, val) data sets of a config: image sets from nae.data, or 2-D toy data."""
-    from . import data as D
-
-    if len(cfg.model.x_shape) == 1:
-        from .toy2d import sample_toy
-
-        n_train = cfg.data.n_train or 100_000
-        n_val = cfg.data.n_val or 2_000
-        train = D.ImageSet(cfg.data.indist, "train", sample_toy(cfg.data.indist, n_train, seed=cfg.seed), None)
-        val = D.ImageSet(cfg.data.indist, "val", sample_toy(cfg.data.indist, n_val, seed=cfg.seed + 10_000), None)
-        return train, val
-    c, h, _ = cfg.model.x_shape
-    kw = dict(size=h, channels=c)
-    if cfg.data.holdout is not None:
-        kw["holdout"] = tuple(cfg.data.holdout)
-    train = D.load_dataset(cfg.data.indist, "train", n=cfg.data.n_train, **kw)
-    val = D.load_dataset(cfg.data.indist, "val", n=cfg.data.n_val, **kw)
-    return train, val
-
-
-def outlier_set(cfg: RunConfig, name: str, split: str = "val", n: Optional[int] = None):
-    """An outlier set of a config, at the config's image size ("heldout": the held-out digits)."""
-    from . import data as D
-
-    c, h, _ = cfg.model.x_shape
-    if name == "heldout":
-        return D.load_dataset(cfg.data.indist, split, size=h, channels=c, holdout=tuple(cfg.data.holdout or ()),
-                              outliers=True, n=n)
-    return D.load_dataset(name, split, size=h, channels=c, n=n, seed=cfg.seed)
 
 
 def resolve_ae_file(source: str) -> Path:
@@ -570,32 +536,30 @@ class Trainer:
 
         lock = RunLock(self.run_dir) if self.rank == 0 else None
         previous = {}
-        flush = self.cfg.train.flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
-        try:
+        with flush_denormals(self.cfg.train.flush_denormal):  # then IEEE denormals again
             try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
+                                          f"{os.strerror(e.errno).lower() if e.errno else e}") from None
+                if lock is not None:
+                    lock.acquire()
+                    ckpt.clean_stale_tmp(self.run_dir)
+                    self._dedupe_metrics()
+                    if lock.stale_holder:
+                        self._pending.insert(0, ("lock_taken_over", {"stale_holder": lock.stale_holder}))
+                previous = self._install_signal_handlers()
+                yield
             except OSError as e:
-                raise CheckpointError(f"cannot create the run directory {self.run_dir}: "
-                                      f"{os.strerror(e.errno).lower() if e.errno else e}") from None
-            if lock is not None:
-                lock.acquire()
-                ckpt.clean_stale_tmp(self.run_dir)
-                self._dedupe_metrics()
-                if lock.stale_holder:
-                    self._pending.insert(0, ("lock_taken_over", {"stale_holder": lock.stale_holder}))
-            previous = self._install_signal_handlers()
-            yield
-        except OSError as e:
-            if e.errno in ckpt.STORAGE_ERRNOS:
-                raise ckpt.storage_error(e, e.filename or self.run_dir) from None
-            raise
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if flush:
-                torch.set_flush_denormal(False)  # the process's other work keeps IEEE denormals
-            if lock is not None:
-                lock.release()
+                if e.errno in ckpt.STORAGE_ERRNOS:
+                    raise ckpt.storage_error(e, e.filename or self.run_dir) from None
+                raise
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                if lock is not None:
+                    lock.release()
 
     def _install_signal_handlers(self) -> dict:
         """SIGINT/SIGTERM set ``self.interrupted``; the loop stops after the current step.  A second
@@ -653,8 +617,6 @@ class Trainer:
         return _position(self.phases, rec["phase"], rec["step"]) > limit
 
     def _fit(self, max_minutes, stop_after) -> str:
-        from . import data as D
-
         if self.rank == 0:
             save_config(self.cfg, self.run_dir / "config.yml", self.run_history)
         for event, metrics in self._pending:
@@ -685,7 +647,7 @@ class Trainer:
             while not finished:
                 epoch = self.state["epoch"]
                 g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.phases.index(phase) * 7919 + epoch)
-                batches = D.iterate_batches(train, self.cfg.data.batch_size, shuffle=True, hflip=self.cfg.data.hflip,
+                batches = iterate_batches(train, self.cfg.data.batch_size, shuffle=True, hflip=self.cfg.data.hflip,
                                             dequantize=self.cfg.data.dequantize, generator=g)
                 for i, x in enumerate(batches):
                     if i < self.state["iter_in_epoch"]:

@@ -1,7 +1,7 @@
 """The logic behind the interactive notebook: plain functions, and the widget panels.
 
-* :func:`sample_with_trace`: on-manifold sampling that keeps every step of both chains
-  (for plotting a chain as it runs, and for animations);
+* :func:`sample_with_trace`: the model's on-manifold sampler, keeping every step of both
+  chains (for plotting a chain as it runs, and for animations; :class:`ChainTrace`);
 * :func:`latent_circle`: decoded images along a great circle of the latent sphere;
 * :func:`presets`: preset 28x28 inputs for the outlier-reconstruction playground;
 * :func:`compare_reconstructions`: reconstructions and energies of several models;
@@ -17,34 +17,32 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .langevin import frozen, langevin_chain
-from .nets import project_sphere
+from ..langevin import langevin_chain
+from ..nets import project_sphere
+
+
+class ChainTrace:
+    """A ``trace`` callback for :func:`nae.langevin.langevin_chain` that keeps the chain
+    state (on the CPU) and its energies at the start and every ``every`` steps (and the
+    last step of a chain of ``n_steps``)."""
+
+    def __init__(self, energy, n_steps: int, every: int = 1):
+        self.energy, self.n_steps, self.every = energy, n_steps, every
+        self.frames, self.energies = [], []
+
+    @torch.no_grad()
+    def __call__(self, k: int, x: torch.Tensor) -> None:
+        if k % self.every == 0 or k == self.n_steps:
+            self.frames.append(x.detach().cpu())
+            self.energies.append(self.energy(x).float().cpu())
 
 
 def trace_chain(energy, x0: torch.Tensor, chain, temperature=1.0, generator=None, every: int = 1):
-    """Runs ``chain`` from ``x0`` and returns (x_final, [x0, x_every, ...], energies (steps+1, n)).
-
-    The chain is run one step at a time with the noise schedule of the whole chain
-    (sigma_k = sigma_0 / max(1, k) when annealed), so the result equals
-    :func:`nae.langevin.langevin_chain` with the same generator.
-    """
-    s = chain.step_size if chain.step_size is not None else chain.noise_std ** 2 / 2
-    sigma0 = chain.noise_std if chain.noise_std is not None else math.sqrt(2 * s)
-    x = x0.detach()
-    if chain.bound is not None and not isinstance(chain.bound, str):
-        x = x.clamp(*chain.bound)
-    frames, energies = [x.cpu()], []
-    with torch.no_grad():
-        energies.append(energy(x).float().cpu())
-    for k in range(chain.n_steps):
-        sigma = sigma0 / max(1, k) if chain.noise_anneal else sigma0
-        one = dataclasses.replace(chain, n_steps=1, step_size=s, noise_std=sigma, noise_anneal=False)
-        x = langevin_chain(energy, x, one, temperature, generator).x
-        if (k + 1) % every == 0 or k == chain.n_steps - 1:
-            frames.append(x.cpu())
-            with torch.no_grad():
-                energies.append(energy(x).float().cpu())
-    return x, frames, torch.stack(energies)
+    """Runs ``chain`` from ``x0`` and returns (x_final, [x0, x_every, ...], energies (frames, n)):
+    :func:`nae.langevin.langevin_chain` with a :class:`ChainTrace`."""
+    tr = ChainTrace(energy, chain.n_steps, every)
+    x = langevin_chain(energy, x0, chain, temperature, generator, trace=tr).x
+    return x, tr.frames, torch.stack(tr.energies)
 
 
 @dataclasses.dataclass
@@ -82,18 +80,14 @@ def sample_with_trace(model, n: int, settings: SamplerSettings, every: int = 1) 
                              noise_std=float(settings.z_noise))
     xc = dataclasses.replace(cfg.x_chain, n_steps=int(settings.x_steps), step_size=float(settings.x_step_size),
                              noise_std=float(settings.x_noise))
-    T = float(settings.temperature)
     model.eval()
-    with frozen(model):
-        z0 = model.sampler.initial_latent(model, n, g, replay=bool(settings.replay))
-        z, z_frames, z_e = trace_chain(model.latent_energy, z0, zc, T, g, every)
-        with torch.no_grad():
-            x0 = model.decode(z)
-        if model.x_bound is not None:
-            x0 = x0.clamp(*model.x_bound)
-        x, x_frames, x_e = trace_chain(model.energy, x0, xc, T, g, every)
-    return {"z": z, "x0": x0, "x": x, "z_frames": z_frames, "z_energies": z_e,
-            "x_frames": x_frames, "x_energies": x_e}
+    traces = {"z": ChainTrace(model.latent_energy, zc.n_steps, every), "x": ChainTrace(model.energy, xc.n_steps, every)}
+    res = model.sampler.sample(model, n, generator=g, replay=bool(settings.replay), z_chain=zc, x_chain=xc,
+                               temperature=float(settings.temperature), push=False,
+                               trace=lambda chain, k, x: traces[chain](k, x))
+    return {"z": res["z"], "x0": res["x0"], "x": res["x"],
+            "z_frames": traces["z"].frames, "z_energies": torch.stack(traces["z"].energies),
+            "x_frames": traces["x"].frames, "x_energies": torch.stack(traces["x"].energies)}
 
 
 @torch.no_grad()
@@ -140,8 +134,8 @@ def presets(size: int = 28, with_data: bool = True) -> dict:
     _stroke(one, 5, 14, 22, 14, width=3)
     out["stroke (like a 1)"] = one
     if with_data:
-        from . import data as D
-        from .errors import DataError
+        from .. import data as D
+        from ..errors import DataError
 
         for label, name in (("MNIST digit", "MNIST"), ("FashionMNIST item", "FashionMNIST"),
                             ("Omniglot character", "Omniglot")):
@@ -196,7 +190,7 @@ def chain_animation(frames, energies: Optional[torch.Tensor] = None, kind: str =
     import matplotlib.pyplot as plt
     from matplotlib import animation
 
-    from .viz import image_grid
+    from ..viz import image_grid
 
     if kind == "points":
         fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=72)  # small frames: the HTML embeds every one
@@ -262,8 +256,8 @@ def _sampler_figure(model, res, settings, extent=(-4, 4, -4, 4)):
     """Samples (over the density for 2-D models) and the mean energy along both chains."""
     import matplotlib.pyplot as plt
 
-    from .toy2d import density_on_grid
-    from .viz import show_images
+    from ..toy2d import density_on_grid
+    from ..viz import show_images
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     if model.x_shape == (2,):
