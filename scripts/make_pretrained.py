@@ -93,7 +93,8 @@ def main():
 
         wall = [json.loads(x) for x in (Path(a.publish) / "metrics.jsonl").read_text().splitlines()]
         wall_s = max((e.get("wall_s") or 0.0) for e in wall if e.get("event") in ("phase_end", "end"))
-        info = {"config": f"configs/{cfg.name}.yml", "budget": cfg.budget, "overrides": [], "note": a.note,
+        info = {"config": f"configs/{cfg.name}.yml", "budget": cfg.budget, "note": a.note,
+                "overrides": (list(r.overrides) + list(r.full)) if r else [],  # the run's config.yml has them all
                 "hardware": hardware() + _load(), "wall_time_s": round(wall_s, 1),
                 "description": a.description or (r.description if r else "")}
         metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
