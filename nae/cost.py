@@ -116,11 +116,13 @@ def compute_markdown(rows: Mapping[str, Mapping]) -> str:
     """A table: one row per (schedule, precision), with the step times and the hours.
 
     ``rows`` maps a label ("original, fp32") to ``{**measure(...), **schedule_hours(...)}``.
+    The load average when each row was timed is a column: on shared cores it sets the times.
     """
-    lines = ["| schedule | AE step | negatives | NAE step | AE phase | NAE phase | total |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| schedule | load avg. | AE step | negatives | NAE step | AE phase | NAE phase | total |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['ae_step_s']:.2f} s | {r['n_neg']} | {r['nae_step_s']:.1f} s | "
+        load = "–" if r.get("load_avg") is None else f"{r['load_avg']:.1f}"
+        lines.append(f"| {label} | {load} | {r['ae_step_s']:.2f} s | {r['n_neg']} | {r['nae_step_s']:.1f} s | "
                      f"{r['ae_steps']:,} steps, {r['ae_hours']:.1f} h | {r['nae_iters']:,} it, {r['nae_hours']:.1f} h | "
                      f"**{r['hours']:.1f} h** |")
     return "\n".join(lines)

@@ -110,17 +110,15 @@ class ImageChapter:
 
     def compute_markdown(self, rows: Optional[Mapping] = None, **kw) -> str:
         """The chapter's compute table (measured now, on this CPU) with the conditions."""
-        import os
-
         from .. import cost
         from .notebook import hardware
 
         rows = rows if rows is not None else self.compute_rows(**kw)
         first = next(iter(rows.values()))
-        load = f" (load average {os.getloadavg()[0]:.1f})" if hasattr(os, "getloadavg") else ""
-        return (f"Measured now on {hardware()}{load}, budget "
+        return (f"Measured now on {hardware()}, budget "
                 f"{self.budget}, batch {first['batch']}. The AE phase is an upper bound (early stopping may end "
-                f"it sooner).\n\n" + cost.compute_markdown(rows))
+                f"it sooner); the load average is the machine's when each row was timed (other jobs on the "
+                f"same cores make every step slower).\n\n" + cost.compute_markdown(rows))
 
     # -- models ----------------------------------------------------------------------
     def stage(self) -> Optional[str]:
