@@ -53,6 +53,7 @@ class _Base(nn.Module):
         return next(self.parameters()).device
 
     def encode(self, x):
+        """The posterior mean of the latent code of ``x`` (the VAE's encoding)."""
         """The latent code f_e(x), projected onto the unit sphere when ``spherical``."""
         z = self.encoder(x)
         return project_sphere(z) if self.spherical else z

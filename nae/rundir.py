@@ -29,6 +29,7 @@ class RunLock:
         self._file = None
 
     def acquire(self) -> "RunLock":
+        """Takes the lock (a dead holder's stale lock is taken over); CheckpointError if a live process holds it."""
         while self._file is None:
             f = open(self.path, "a+")
             try:
@@ -51,6 +52,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Releases the lock and empties the lock file (nothing stale is left)."""
         if self._file is None:
             return
         try:
@@ -64,6 +66,7 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the lock now."""
         return self._file is not None
 
     def __enter__(self):

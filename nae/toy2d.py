@@ -19,12 +19,14 @@ STD = 0.5
 
 
 def eight_gaussian_centres() -> torch.Tensor:
+    """The eight mode centres (8, 2), on a circle, in the scaled coordinates of :func:`eight_gaussians`."""
     angles = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
     c = torch.stack([RADIUS * torch.cos(angles), RADIUS * torch.sin(angles)], 1)
     return (c / SCALE).float()
 
 
 def eight_gaussians(n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` points (n, 2) of the 8-Gaussians mixture (equal weights), drawn with ``seed``."""
     g = torch.Generator().manual_seed(seed)
     centres = eight_gaussian_centres() * SCALE
     idx = torch.randint(0, 8, (n,), generator=g)
@@ -44,6 +46,7 @@ TOY_SETS = {"8gaussians": (eight_gaussians, eight_gaussians_density)}
 
 
 def sample_toy(name: str, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` points of the registered 2-D data set ``name`` (see ``TOY_SETS``), drawn with ``seed``."""
     if name not in TOY_SETS:
         raise DataError(f"unknown 2-D data set {name!r}; choose one of {sorted(TOY_SETS)}")
     return TOY_SETS[name][0](n, seed)

@@ -44,6 +44,7 @@ def save_image_grid(x: torch.Tensor, path, nrow: int = 8, min_cell: int = 64, pa
 
 
 def show_images(ax, x: torch.Tensor, nrow: int = 8, title: str | None = None):
+    """Draws images (N, C, H, W) in [0, 1] as one grid on the matplotlib axes ``ax``, without ticks; returns ``ax``."""
     g = image_grid(x, nrow)
     ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
@@ -54,6 +55,7 @@ def show_images(ax, x: torch.Tensor, nrow: int = 8, title: str | None = None):
 
 
 def save_scatter(x: torch.Tensor, path, lim: float = 4.0) -> None:
+    """Saves a scatter plot of 2-D points (N, 2) to ``path``, axes limited to [-lim, lim]."""
     import matplotlib
 
     matplotlib.use("Agg")

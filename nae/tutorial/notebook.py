@@ -32,6 +32,7 @@ def budget() -> str:
 
 
 def hardware() -> str:
+    """One line naming the CPU (or GPU), its cores and the torch threads, for the notebooks to print next to timings."""
     import platform
 
     import torch
@@ -51,6 +52,7 @@ def hardware() -> str:
 
 
 def recipe_config(name: str, budget_name: str):
+    """The RunConfig of recipe ``name`` in a budget: its overrides, plus its ``full`` schedule in the full budget."""
     r = get_recipe(name)
     over = list(r.overrides) + (list(r.full) if budget_name == "full" else [])
     return load_config(r.config, budget=budget_name, overrides=over)
