@@ -16,6 +16,12 @@ const { chromium } = require('playwright-core');
   await page.waitForFunction(() => window.jupyterapp !== undefined, null, { timeout: 120000 });
   await page.waitForSelector('.jp-Notebook', { timeout: 120000 });
   await page.waitForTimeout(3000);
+  // on a busy machine the kernel starts slowly: run the cells only once it is idle
+  await page.waitForFunction(() => {
+    const w = window.jupyterapp.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    return k && k.status === 'idle';
+  }, null, { timeout: 300000 });
   // run all cells
   await page.evaluate(() => window.jupyterapp.commands.execute('notebook:run-all-cells'));
   // the sampler panel: its "Draw" button appears once the models are ready
