@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping, Optional, Sequence
 
 #: AUROC of the original code's published models (original README; CIFAR-10: ``nae_9.pkl``).
@@ -46,8 +47,9 @@ class ImageChapter:
     budget: str = "full"
     retrain: bool = False
 
-    @property
+    @cached_property
     def cfg(self):
+        """The recipe's RunConfig in this budget (read once: every table and figure uses it)."""
         from .notebook import recipe_config
 
         return recipe_config(self.recipe, self.budget)
