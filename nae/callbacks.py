@@ -21,6 +21,8 @@ class JSONLinesLogger:
         self.every = every
 
     def on_event(self, event, trainer, metrics):
+        """Appends one JSON line (event, phase, step, epoch, unix time and the scalar metrics) to
+        ``path`` for every event, except ``"step"`` events whose step is not a multiple of ``every``."""
         if event == "step" and trainer.state["step"] % self.every:
             return
         rec = {"event": event, "phase": trainer.state["phase"], "step": trainer.state["step"],
@@ -38,6 +40,9 @@ class ProgressBar:
         self.bar = None
 
     def on_event(self, event, trainer, metrics):
+        """Opens a bar at a phase's first ``"step"`` and advances it by one per step (float metrics as
+        postfix), prints ``"validation"`` metrics under it, and closes it on ``"phase_end"``, ``"end"``,
+        ``"paused"`` or ``"interrupted"``; does nothing when disabled."""
         if not self.enabled:
             return
         from tqdm.auto import tqdm
@@ -70,6 +75,7 @@ class History:
         self.records = []
 
     def on_event(self, event, trainer, metrics):
+        """Appends ``{"event", "phase", "step", **metrics}`` to :attr:`records` for every event."""
         self.records.append({"event": event, "phase": trainer.state["phase"], "step": trainer.state["step"], **metrics})
 
     def series(self, key, event="step", phase=None):

@@ -192,6 +192,8 @@ def _data(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m nae`` argument parser, with the sub-commands ``train``, ``evaluate``,
+    ``sample`` and ``data``."""
     p = argparse.ArgumentParser(prog="python -m nae", description="Normalized Autoencoders: train, evaluate, sample.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -242,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Runs ``python -m nae`` on ``argv`` (default ``sys.argv[1:]``); ``key=value`` words anywhere
+    become train overrides.  Returns the exit code: the command's, 2 on an NAEError, 130 on Ctrl-C."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come before or after the options

@@ -196,6 +196,8 @@ class ReplayBuffer:
         return self.size
 
     def push(self, x: torch.Tensor) -> None:
+        """Stores the samples of ``x`` (B, ...) at the head, over the oldest once full (only the last
+        ``max_size`` if B is larger); a no-op when ``max_size <= 0``."""
         x = x.detach()
         if self.max_size <= 0:
             return
@@ -215,6 +217,8 @@ class ReplayBuffer:
         return self.data[idx]
 
     def draw(self, n: int, generator=None) -> torch.Tensor:
+        """``n`` stored samples drawn uniformly with replacement, on the buffer's device; a
+        ValueError if the buffer is empty."""
         if self.size == 0:
             raise ValueError("the replay buffer is empty")
         dev = self.data.device
@@ -233,10 +237,14 @@ class ReplayBuffer:
         return torch.where(m, replay, fresh)
 
     def state_dict(self) -> dict:
+        """``{"max_size", "data", "size", "head"}``, ``data`` a CPU copy of the stored samples
+        (None before the first push)."""
         data = None if self.data is None else self.data[: self.size].cpu().clone() if self.size < self.max_size else self.data.cpu().clone()
         return {"max_size": self.max_size, "data": data, "size": self.size, "head": self.head}
 
     def load_state_dict(self, state: dict, device=None) -> None:
+        """Restores :meth:`state_dict`'s output into a storage of ``max_size`` rows on ``device``
+        (default: the CPU)."""
         self.max_size = state["max_size"]
         self.size = state["size"]
         self.head = state["head"]
@@ -274,6 +282,8 @@ class OnManifoldSampler:
         self.buffer = ReplayBuffer(cfg.buffer_size)
 
     def initial_latent(self, model, n: int, generator, replay: bool = True) -> torch.Tensor:
+        """``n`` starting latents (n, *z_shape): N(0, I) draws, each replaced by a buffer sample with
+        probability ``replay_ratio`` when ``replay``, projected to the sphere for a spherical model."""
         z = torch.randn((n, *model.z_shape), generator=generator, device=model.device)
         if replay:
             z = self.buffer.mix(z, self.cfg.replay_ratio, generator)
@@ -306,9 +316,11 @@ class OnManifoldSampler:
         return {"x": xres.x, "x0": x0, "z": z, "z0": z0, "accept_rate": xres.accept_rate}
 
     def state_dict(self):
+        """``{"buffer": ...}``: the state of the latent replay buffer."""
         return {"buffer": self.buffer.state_dict()}
 
     def load_state_dict(self, state, device=None):
+        """Restores the latent replay buffer from :meth:`state_dict`, on ``device``."""
         self.buffer.load_state_dict(state["buffer"], device)
 
 
@@ -338,9 +350,11 @@ class PersistentSampler:
         return {"x": res.x, "x0": x0, "accept_rate": res.accept_rate}
 
     def state_dict(self):
+        """``{"buffer": ...}``: the state of the input-space replay buffer."""
         return {"buffer": self.buffer.state_dict()}
 
     def load_state_dict(self, state, device=None):
+        """Restores the input-space replay buffer from :meth:`state_dict`, on ``device``."""
         self.buffer.load_state_dict(state["buffer"], device)
 
 
@@ -361,9 +375,11 @@ class CDSampler:
         return {"x": res.x, "x0": x_data[:n], "accept_rate": res.accept_rate}
 
     def state_dict(self):
+        """``{}``: contrastive divergence keeps no state between calls."""
         return {}
 
     def load_state_dict(self, state, device=None):
+        """Nothing to restore: contrastive divergence keeps no state."""
         pass
 
 

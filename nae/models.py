@@ -227,6 +227,7 @@ class VAE(_Base):
         return mu, logvar.clamp(-20, 10)
 
     def encode(self, x):
+        """The posterior mean of q(z | x), (B, z_dim, ...), used as the latent code."""
         return self.posterior(x)[0]
 
     def neg_elbo(self, x, sample: bool = True, generator=None):

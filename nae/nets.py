@@ -28,6 +28,7 @@ class SphericalActivation(nn.Module):
     """Projects each sample onto the unit sphere: z / ||z||_2 over all non-batch dims."""
 
     def forward(self, z):
+        """``z`` (B, ...) divided by its per-sample L2 norm; same shape."""
         return project_sphere(z)
 
 
@@ -47,6 +48,8 @@ _ACTIVATIONS = {
 
 
 def activation(name: str | None) -> nn.Module:
+    """A new output-activation module: ``linear`` (also for None), ``sigmoid``, ``tanh``, ``relu``
+    or ``spherical``; a ConfigError for any other name."""
     key = "linear" if name is None else name
     if key not in _ACTIVATIONS:
         raise ConfigError(f"unknown output activation {name!r}; choose one of {sorted(_ACTIVATIONS)}")
@@ -72,6 +75,7 @@ class FCResNet(nn.Module):
         self.out_act = activation(out_activation)
 
     def forward(self, x):
+        """(B, in_dim) -> (B, out_dim)."""
         h = self.inp(x)
         for block in self.blocks:
             h = h + block(h)
@@ -92,6 +96,7 @@ class FCNet(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
+        """(B, in_dim) -> (B, out_dim)."""
         return self.net(x)
 
 
@@ -118,6 +123,7 @@ class ConvNet2FC(nn.Module):
         )
 
     def forward(self, x):
+        """(B, in_chan, 28, 28) -> (B, out_chan, 1, 1), computed in channels_last."""
         return self.net(to_channels_last(x))
 
 
@@ -137,6 +143,7 @@ class DeConvNet2(nn.Module):
         self.out_act = activation(out_activation)
 
     def forward(self, z):
+        """(B, in_chan, 1, 1) -> (B, out_chan, 28, 28), through 4, 8, 12 and 24 pixels."""
         x = to_channels_last(F.relu(self.conv1(z)))
         x = self.up1(x)
         x = F.relu(self.conv2(x))
@@ -181,6 +188,8 @@ class IGEBMEncoder(nn.Module):
         self.out_act = activation(out_activation)
 
     def forward(self, x):
+        """(B, in_chan, 32, 32) -> (B, out_chan, 1, 1): residual blocks down to 4x4, then global
+        average pooling and a 1x1 convolution."""
         h = self.blocks(F.leaky_relu(self.conv1(to_channels_last(x)), 0.2))
         h = F.adaptive_avg_pool2d(F.relu(h), 1)
         return self.out_act(self.linear(h))
@@ -224,6 +233,7 @@ class SNGANGeneratorGN(nn.Module):
         self.out_act = activation(out_activation)
 
     def forward(self, z):
+        """(B, in_chan, 1, 1) -> (B, out_chan, 32, 32): a 4x4 map, then three x2 residual blocks."""
         return self.out_act(self.network(to_channels_last(self.dense(z))))
 
 
@@ -245,6 +255,8 @@ class ConvNet64(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
+        """(B, in_chan, 64, 64) -> (B, out_chan, 1, 1): four stride-2 5x5 convolutions (30, 13, 5, 1
+        pixels)."""
         return self.net(to_channels_last(x))
 
 
@@ -264,6 +276,7 @@ class DeConvNet64(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):
+        """(B, in_chan, 1, 1) -> (B, out_chan, 64, 64): an 8x8 map, then three x2 transposed convolutions."""
         return self.net(z)
 
 

@@ -202,6 +202,7 @@ class Upsample2x(nn.Module):
         self.register_buffer("a", _interp_matrix(size_in, 2 * size_in), persistent=False)
 
     def forward(self, x):
+        """(B, C, n, n) -> (B, C, 2n, 2n), n = ``size_in``: bilinear, corners aligned."""
         if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
             return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         a = self.a.to(x.dtype)

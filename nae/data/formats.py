@@ -29,6 +29,8 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 def read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, gunzipped when it ends in ``.gz``; a DataError naming the file if it
+    is unreadable or truncated."""
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
@@ -97,6 +99,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 def load_npz(path: Path) -> dict:
+    """``{key: array}`` of every array in an ``.npz`` file (pickles refused); a DataError if the
+    file is truncated or corrupt."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -125,6 +129,8 @@ def npz_shapes(path: Path) -> dict:
 
 
 def load_pickle(path: Path) -> dict:
+    """The dict in a pickle file (CIFAR python format, read with ``encoding="bytes"``), its bytes
+    keys decoded as latin-1; a DataError if unreadable or not a dict."""
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
@@ -136,6 +142,8 @@ def load_pickle(path: Path) -> dict:
 
 
 def cifar_pickle(path: Path, label_key: str) -> tuple:
+    """``(x, y)`` of a CIFAR python file: its ``data`` rows as uint8 (N, 3, 32, 32) and the int64
+    labels under ``label_key`` (``labels`` for CIFAR-10, ``fine_labels`` for CIFAR-100)."""
     d = load_pickle(path)
     for key in ("data", label_key):
         if key not in d:
@@ -151,6 +159,7 @@ def cifar_pickle(path: Path, label_key: str) -> tuple:
 
 
 def pil_image():
+    """The ``PIL.Image`` module, imported on first use; a DataError if Pillow is not installed."""
     try:
         from PIL import Image
     except ImportError as e:  # pragma: no cover
@@ -168,6 +177,7 @@ def decode_all(func: Callable, paths: Sequence[Path]) -> list:
 
 
 def open_image(path: Path):
+    """The PIL image at ``path``, fully decoded (``load()``); a DataError naming the file otherwise."""
     Image = pil_image()
     try:
         im = Image.open(path)

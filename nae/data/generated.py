@@ -29,12 +29,16 @@ class GeneratedSpec(DatasetSpec):
     images, so that the first n images do not depend on n."""
 
     def locate(self, root, split=None):
+        """Always ``("generated", [])``: nothing is read from disk."""
         return "generated", []
 
     def counts(self, root, found):
+        """The fixed :data:`GENERATED_COUNTS`: train/val/test 32,000/4,000/4,000."""
         return dict(GENERATED_COUNTS)
 
     def load(self, req):
+        """The first ``req.n`` (default all) images of ``req.split``, uint8 (N, C, S, S) with C =
+        ``req.channels`` or 3 and S = ``req.size`` or 32, generated per block of 1000; no labels."""
         total = GENERATED_COUNTS[req.split]
         n = total if req.n is None else min(req.n, total)
         c = req.channels or 3

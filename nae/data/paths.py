@@ -50,10 +50,12 @@ def cache_dir() -> Path:
 
 
 def resolve_root(root) -> Path:
+    """``root`` as a Path with ``~`` expanded, or :func:`data_root` when ``root`` is None."""
     return Path(root).expanduser() if root is not None else data_root()
 
 
 def short_hash(text: str, n: int = 10) -> str:
+    """The first ``n`` hex digits of the SHA-1 of ``text`` (used in cache file names)."""
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:n]
 
 

@@ -66,54 +66,53 @@ def _make_registry() -> dict:
     )
     gen_how = "generated on the fly; nothing to download"
 
-    def idx(cls, name, kind, dirnames, how, tv_class, desc, alias_of=None):
-        spec = cls(name, kind, (1, 28, 28), desc, how, downloadable=True, alias_of=alias_of)
-        spec.dirnames, spec.tv_class = dirnames, tv_class
-        return spec
+    def spec(cls, name, kind, shape, how, desc, dirnames=None, tv_class=None, **options):
+        """A ``cls`` spec; ``dirnames`` and ``tv_class`` (IDX sets only): the folder names looked
+        in and the torchvision class that downloads the set."""
+        s = cls(name, kind, shape, desc, how, **options)
+        if dirnames is not None:
+            s.dirnames, s.tv_class = dirnames, tv_class
+        return s
 
+    grey28, rgb32, rgb64 = (1, 28, 28), (3, 32, 32), (3, 64, 64)
+    mnist = {"how": mnist_how, "dirnames": ("MNIST", "mnist"), "tv_class": "MNIST", "downloadable": True}
+    fashion = {"how": fm_how, "dirnames": ("FashionMNIST", "fashion-mnist", "fashion_mnist"),
+               "tv_class": "FashionMNIST", "downloadable": True}
+    celeba = {"how": celeba_how, "resizes_from_source": True}
+    generated = {"how": gen_how, "resizes_from_source": True}
     specs = [
-        idx(IdxSpec, "MNIST", "in-distribution", ("MNIST", "mnist"), mnist_how, "MNIST",
-            "MNIST digits; train/val 54,000/6,000 (seeded permutation), test 10,000"),
-        idx(IdxSpec, "FashionMNIST", "in-distribution", ("FashionMNIST", "fashion-mnist", "fashion_mnist"), fm_how,
-            "FashionMNIST", "Fashion-MNIST; train/val 54,000/6,000 (seeded permutation), test 10,000"),
-        Cifar10Spec("CIFAR10", "in-distribution", (3, 32, 32),
-                     "CIFAR-10; train/val 45,000/5,000 (seeded permutation, differs from the original), test 10,000",
-                     cifar10_how, downloadable=True),
-        CelebASpec("CelebA64", "in-distribution", (3, 64, 64),
-                    "CelebA aligned, CenterCrop(140) -> Resize(64); official partition", celeba_how,
-                    resizes_from_source=True),
-        CelebASpec("CelebA32", "in-distribution", (3, 32, 32),
-                    "CelebA aligned, CenterCrop(140) -> Resize(32); official partition", celeba_how,
-                    resizes_from_source=True),
-        idx(HoldoutSpec, "MNISTHoldout", "in-distribution", ("MNIST", "mnist"), mnist_how, "MNIST",
-            "MNIST without the held-out digits (holdout=(9,) by default); train/val = first 50,000 / last 10,000 "
-            "of the official train set, test = official test; outliers=True gives only the held-out digits"),
-        SvhnSpec("SVHN", "outlier", (3, 32, 32),
-                  "SVHN cropped digits; train/val 65,930/7,327 (seeded permutation), test 26,032", svhn_how,
-                  downloadable=True),
-        CelebASpec("CelebA", "outlier", (3, 32, 32), "alias of CelebA32 (the CIFAR-10 outlier set)", celeba_how,
-                    alias_of="CelebA32", resizes_from_source=True),
-        Cifar100Spec("CIFAR100", "outlier", (3, 32, 32),
-                      "CIFAR-100; train/val 45,000/5,000 (seeded permutation), test 10,000", cifar100_how,
-                      downloadable=True),
-        ImageNet32Spec("ImageNet32", "outlier", (3, 32, 32),
-                        "Downsampled ImageNet 32x32; train/val 80/20 % of train (seeded), test = official val 50,000",
-                        imagenet_how),
-        OmniglotSpec("Omniglot", "outlier", (1, 28, 28),
-                      "Omniglot, inverted (black background), resized to 28; train = background set, "
-                      "val/test = evaluation set (13,180)", omniglot_how, downloadable=True,
-                      resizes_from_source=True),
-        CelebAGraySpec("CelebA64Gray", "outlier", (3, 64, 64),
-                        "CelebA-64 through ToGray: g = sqrt(R^2+G^2+B^2)/sqrt(3), repeated to 3 channels",
-                        celeba_how, resizes_from_source=True),
-        GeneratedSpec("Constant", "generated", (3, 32, 32),
-                       "constant images of a uniform random RGB colour (1 channel: the R value)", gen_how,
-                       resizes_from_source=True),
-        GeneratedSpec("ConstantGray", "generated", (3, 32, 32),
-                       "constant images of a uniform random grey level in every channel", gen_how,
-                       resizes_from_source=True),
-        GeneratedSpec("Noise", "generated", (3, 32, 32), "i.i.d. uniform uint8 pixels", gen_how,
-                       resizes_from_source=True),
+        spec(IdxSpec, "MNIST", "in-distribution", grey28,
+             desc="MNIST digits; train/val 54,000/6,000 (seeded permutation), test 10,000", **mnist),
+        spec(IdxSpec, "FashionMNIST", "in-distribution", grey28,
+             desc="Fashion-MNIST; train/val 54,000/6,000 (seeded permutation), test 10,000", **fashion),
+        spec(Cifar10Spec, "CIFAR10", "in-distribution", rgb32, cifar10_how, downloadable=True,
+             desc="CIFAR-10; train/val 45,000/5,000 (seeded permutation, differs from the original), test 10,000"),
+        spec(CelebASpec, "CelebA64", "in-distribution", rgb64,
+             desc="CelebA aligned, CenterCrop(140) -> Resize(64); official partition", **celeba),
+        spec(CelebASpec, "CelebA32", "in-distribution", rgb32,
+             desc="CelebA aligned, CenterCrop(140) -> Resize(32); official partition", **celeba),
+        spec(HoldoutSpec, "MNISTHoldout", "in-distribution", grey28,
+             desc="MNIST without the held-out digits (holdout=(9,) by default); train/val = first 50,000 / last "
+                  "10,000 of the official train set, test = official test; outliers=True gives only the held-out "
+                  "digits", **mnist),
+        spec(SvhnSpec, "SVHN", "outlier", rgb32, svhn_how, downloadable=True,
+             desc="SVHN cropped digits; train/val 65,930/7,327 (seeded permutation), test 26,032"),
+        spec(CelebASpec, "CelebA", "outlier", rgb32, alias_of="CelebA32",
+             desc="alias of CelebA32 (the CIFAR-10 outlier set)", **celeba),
+        spec(Cifar100Spec, "CIFAR100", "outlier", rgb32, cifar100_how, downloadable=True,
+             desc="CIFAR-100; train/val 45,000/5,000 (seeded permutation), test 10,000"),
+        spec(ImageNet32Spec, "ImageNet32", "outlier", rgb32, imagenet_how,
+             desc="Downsampled ImageNet 32x32; train/val 80/20 % of train (seeded), test = official val 50,000"),
+        spec(OmniglotSpec, "Omniglot", "outlier", grey28, omniglot_how, downloadable=True, resizes_from_source=True,
+             desc="Omniglot, inverted (black background), resized to 28; train = background set, "
+                  "val/test = evaluation set (13,180)"),
+        spec(CelebAGraySpec, "CelebA64Gray", "outlier", rgb64,
+             desc="CelebA-64 through ToGray: g = sqrt(R^2+G^2+B^2)/sqrt(3), repeated to 3 channels", **celeba),
+        spec(GeneratedSpec, "Constant", "generated", rgb32,
+             desc="constant images of a uniform random RGB colour (1 channel: the R value)", **generated),
+        spec(GeneratedSpec, "ConstantGray", "generated", rgb32,
+             desc="constant images of a uniform random grey level in every channel", **generated),
+        spec(GeneratedSpec, "Noise", "generated", rgb32, desc="i.i.d. uniform uint8 pixels", **generated),
     ]
     return {s.name: s for s in specs}
 
@@ -138,6 +137,8 @@ USER_PREFIXES = ("folder:", "npy:", "npz:")
 
 
 def resolve(name: str) -> DatasetSpec:
+    """The spec registered as ``name``: an exact match, else ignoring case, else also ignoring
+    ``_`` and ``-``; a DataError with the closest names and the valid ones otherwise."""
     if not isinstance(name, str) or not name:
         raise DataError(f"data set name must be a non-empty string, got {name!r}")
     if name in DATASETS:

@@ -61,6 +61,8 @@ class IdxSpec(DatasetSpec):
     tv_class: str = ""
 
     def candidates(self, root):
+        """``root/D/raw`` then ``root/D`` for each folder name D of ``dirnames``; for FashionMNIST
+        also :data:`FASHION_MNIST_SYSTEM_DIR`."""
         dirs = []
         for d in self.dirnames:
             dirs += [root / d / "raw", root / d]
@@ -69,6 +71,9 @@ class IdxSpec(DatasetSpec):
         return dirs
 
     def locate(self, root, split=None):
+        """The first candidate folder with the IDX files (``train-images-idx3-ubyte``,
+        ``train-labels-idx1-ubyte``, ``t10k-*``; plain or ``.gz``) of part ``split`` ('train' or 'test';
+        None: both): ``((folder, {(part, "images"|"labels"): path}), tried)``."""
         parts = ("train", "test") if split is None else (split,)
         tried = []
         for d in self.candidates(root):
@@ -82,6 +87,8 @@ class IdxSpec(DatasetSpec):
         return None, tried
 
     def counts(self, root, found):
+        """Split sizes from the IDX headers, after checking each file's length against its header:
+        train/val a seeded split of the train file (54,000/6,000 of 60,000), test the t10k file."""
         d, files = found
         for path in files.values():  # every file complete, as its header says
             idx_check_size(path)
@@ -108,6 +115,8 @@ class IdxSpec(DatasetSpec):
         return x, y, d
 
     def load(self, req):
+        """Images uint8 (N, 1, 28, 28) and int64 labels of ``req.split``: train/val a seeded
+        permutation of the train files (54,000/6,000 of 60,000), test the t10k files."""
         part = "test" if req.split == "test" else "train"
         x, y, d = self._read_part(req, part)
         if part == "train":
@@ -126,7 +135,8 @@ class HoldoutSpec(IdxSpec):
         return {"train": n_tr, "val": n_train - n_tr, "test": n_test}
 
     def counts(self, root, found):
-        # in-distribution counts for the default hold-out (9,), from the label files
+        """In-distribution split sizes for the default hold-out (9,), counted from the label files:
+        first 50,000 / last 10,000 train labels and the test labels, without the held-out digits."""
         d, files = found
         out = {}
         ytr = read_idx(files[("train", "labels")], 1)
@@ -137,6 +147,8 @@ class HoldoutSpec(IdxSpec):
         return out
 
     def load(self, req):
+        """Images uint8 (N, 1, 28, 28) and labels of ``req.split`` without the digits ``req.holdout``
+        (only those if ``req.outliers``); train/val the first 50,000 / last 10,000 train images, unshuffled."""
         part = "test" if req.split == "test" else "train"
         x, y, d = self._read_part(req, part)
         if part == "train":
@@ -148,20 +160,25 @@ class HoldoutSpec(IdxSpec):
         return torch.from_numpy(x[keep][:, None]), as_labels(y[keep]), str(d)
 
 
+def _cifar_candidates(root: Path, folder: str, names: tuple) -> list:
+    """``root/NAME``, ``root/FOLDER/NAME`` and ``root/folder/NAME`` (``folder`` lower-cased)
+    for each name of ``names`` in turn: where a CIFAR archive's files may lie."""
+    return [d / name for name in names for d in (root, root / folder, root / folder.lower())]
+
+
 class Cifar10Spec(DatasetSpec):
+    """CIFAR-10 from ``cifar10.npz`` (x_train, y_train, x_test, y_test; NHWC uint8) or the python
+    batches of ``cifar-10-batches-py``; the decoded arrays are cached."""
     _batches = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
     def candidates(self, root):
-        return [
-            root / "cifar10.npz",
-            root / "CIFAR10" / "cifar10.npz",
-            root / "cifar10" / "cifar10.npz",
-            root / "cifar-10-batches-py",
-            root / "CIFAR10" / "cifar-10-batches-py",
-            root / "cifar10" / "cifar-10-batches-py",
-        ]
+        """``cifar10.npz``, then ``cifar-10-batches-py``, each in ``root``, ``root/CIFAR10`` and
+        ``root/cifar10``."""
+        return _cifar_candidates(root, "CIFAR10", ("cifar10.npz", "cifar-10-batches-py"))
 
     def locate(self, root, split=None):
+        """``(path, tried)``: the first candidate that is an ``.npz`` file or a folder with all six
+        batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``); ``split`` is not used."""
         tried = []
         for p in self.candidates(root):
             tried.append(p)
@@ -172,6 +189,8 @@ class Cifar10Spec(DatasetSpec):
         return None, tried
 
     def counts(self, root, found):
+        """Split sizes from the npz member headers or the batches' label lists; train/val a seeded
+        45,000/5,000 of 50,000."""
         if found.suffix == ".npz":
             shapes = npz_shapes(found)
             n_train, n_test = shapes.get("x_train", (0,))[0], shapes.get("x_test", (0,))[0]
@@ -213,6 +232,8 @@ class Cifar10Spec(DatasetSpec):
         return [found / b for b in (self._batches[:5] if part == "train" else self._batches[5:])]
 
     def load(self, req):
+        """Images uint8 (N, 3, 32, 32) and int64 labels of ``req.split``: train/val a seeded
+        45,000/5,000 permutation of the training images, test the test batch (``x_test``)."""
         found = self._locate_or_download(req)
         part = "test" if req.split == "test" else "train"
         key = f"CIFAR10-{part}-{short_hash(str(found.resolve()))}"
@@ -225,16 +246,15 @@ class Cifar10Spec(DatasetSpec):
 
 
 class Cifar100Spec(DatasetSpec):
+    """CIFAR-100 from the pickles ``train`` and ``test`` of ``cifar-100-python`` (fine labels)."""
     def candidates(self, root):
-        return [
-            root / "cifar-100-python",
-            root / "CIFAR100" / "cifar-100-python",
-            root / "cifar100" / "cifar-100-python",
-            root / "CIFAR100",
-            root / "cifar100",
-        ]
+        """``cifar-100-python`` in ``root``, ``root/CIFAR100`` and ``root/cifar100``, then the
+        latter two folders themselves."""
+        return _cifar_candidates(root, "CIFAR100", ("cifar-100-python",)) + [root / "CIFAR100", root / "cifar100"]
 
     def locate(self, root, split=None):
+        """``(folder, tried)``: the first candidate with the pickle ``train`` or ``test`` that ``split``
+        needs (both when ``split`` is None)."""
         parts = ["train", "test"] if split is None else ["test" if split == "test" else "train"]
         tried = []
         for d in self.candidates(root):
@@ -244,6 +264,7 @@ class Cifar100Spec(DatasetSpec):
         return None, tried
 
     def counts(self, root, found):
+        """Split sizes from the pickles' ``fine_labels``; train/val a seeded 45,000/5,000 of 50,000."""
         n_train = len(load_pickle(found / "train").get("fine_labels", []))
         n_test = len(load_pickle(found / "test").get("fine_labels", []))
         n_val = len(train_val_index(n_train, "val", (50000, 5000)))
@@ -253,6 +274,8 @@ class Cifar100Spec(DatasetSpec):
         torchvision_datasets().CIFAR100(str(req.root), train=True, download=True)
 
     def load(self, req):
+        """Images uint8 (N, 3, 32, 32) and int64 fine labels (100 classes) of ``req.split``:
+        train/val a seeded 45,000/5,000 permutation of ``train``, test the pickle ``test``."""
         part = "test" if req.split == "test" else "train"
         d = self._locate_or_download(req, req.split)
         x, y = cifar_pickle(d / part, "fine_labels")
@@ -263,7 +286,10 @@ class Cifar100Spec(DatasetSpec):
 
 
 class SvhnSpec(DatasetSpec):
+    """SVHN cropped digits from the official MATLAB v5 files ``train_32x32.mat`` and
+    ``test_32x32.mat`` (label 10 stands for the digit 0)."""
     def candidates(self, root):
+        """``root/SVHN``, ``root/svhn``, then ``root`` itself (where torchvision downloads it)."""
         return [root / "SVHN", root / "svhn", root]
 
     def _files(self, split):
@@ -272,6 +298,7 @@ class SvhnSpec(DatasetSpec):
         return ["test_32x32.mat" if split == "test" else "train_32x32.mat"]
 
     def locate(self, root, split=None):
+        """``(folder, tried)``: the first candidate with the ``.mat`` file of ``split`` (both when None)."""
         tried = []
         for d in self.candidates(root):
             tried.append(d)
@@ -280,6 +307,8 @@ class SvhnSpec(DatasetSpec):
         return None, tried
 
     def counts(self, root, found):
+        """Split sizes from the shape of ``X`` in each ``.mat`` header (``scipy.io.whosmat``);
+        train/val a seeded 65,930/7,327 of 73,257."""
         import scipy.io
 
         out = {}
@@ -297,6 +326,8 @@ class SvhnSpec(DatasetSpec):
         torchvision_datasets().SVHN(str(req.root), split="test" if req.split == "test" else "train", download=True)
 
     def load(self, req):
+        """Images uint8 (N, 3, 32, 32) from ``X`` (32, 32, 3, N) and int64 labels ``y`` (10 -> 0):
+        train/val a seeded permutation of ``train_32x32.mat``, test ``test_32x32.mat``."""
         import scipy.io
 
         d = self._locate_or_download(req, req.split)
@@ -321,7 +352,10 @@ class SvhnSpec(DatasetSpec):
 
 
 class ImageNet32Spec(DatasetSpec):
+    """Downsampled ImageNet 32x32 from the official npz batches (``train_data_batch_*.npz``,
+    ``val_data.npz``) or from image folders ``train_32x32/`` and ``valid_32x32/``."""
     def candidates(self, root):
+        """``root/ImageNet32``, ``root/imagenet32``, ``root/Imagenet32``, then ``root`` itself."""
         return [root / "ImageNet32", root / "imagenet32", root / "Imagenet32", root]
 
     def _part_files(self, d: Path, part: str):
@@ -342,6 +376,8 @@ class ImageNet32Spec(DatasetSpec):
         return None
 
     def locate(self, root, split=None):
+        """``(folder, tried)``: the first candidate with the files of ``split``'s part (None: both, or
+        failing that only the val files, which suffice for an outlier set)."""
         parts = ("train", "test") if split is None else ("test" if split == "test" else "train",)
         tried = []
         for d in self.candidates(root):
@@ -356,6 +392,8 @@ class ImageNet32Spec(DatasetSpec):
         return None, tried
 
     def counts(self, root, found):
+        """Split sizes from the npz ``labels`` headers or by counting image files: train/val a seeded
+        80/20 % of the train part, test the official val set (0 for a part that is missing)."""
         out = {}
         for part in ("train", "test"):
             pf = self._part_files(found, part)
@@ -369,6 +407,8 @@ class ImageNet32Spec(DatasetSpec):
         return {"train": out["train"] - n_val, "val": n_val, "test": out["test"]}
 
     def load(self, req):
+        """Images uint8 (N, 3, 32, 32) and int64 labels of ``req.split`` (npz labels shifted to
+        0..999; a flat folder has none): train/val a seeded 80/20 % of train, test the official val set."""
         part = "test" if req.split == "test" else "train"
         d = self._locate_or_download(req, req.split)
         kind, files = self._part_files(d, part)
@@ -399,6 +439,7 @@ class CelebASpec(DatasetSpec):
     _partition_names = ("list_eval_partition.txt", "list_eval_partition_subset.txt", "Eval/list_eval_partition.txt")
 
     def candidates(self, root):
+        """``root/celeba``, ``root/CelebA``, ``root/celeba/celeba``, ``root/CelebA/celeba``."""
         return [root / "celeba", root / "CelebA", root / "celeba" / "celeba", root / "CelebA" / "celeba"]
 
     def _partition(self, d: Path) -> Optional[Path]:
@@ -408,6 +449,8 @@ class CelebASpec(DatasetSpec):
         return None
 
     def locate(self, root, split=None):
+        """``(folder, tried)``: the first candidate with ``img_align_celeba/`` and a partition file
+        (``list_eval_partition.txt``, ``list_eval_partition_subset.txt`` or ``Eval/list_eval_partition.txt``)."""
         tried = []
         for d in self.candidates(root):
             tried.append(d)
@@ -432,6 +475,7 @@ class CelebASpec(DatasetSpec):
         return out
 
     def counts(self, root, found):
+        """Split sizes from the partition file (0/1/2 = train/val/test)."""
         return {s: len(v) for s, v in self._read_partition(found).items()}
 
     def _images(self, req: Request, size: int):
@@ -468,6 +512,8 @@ class CelebASpec(DatasetSpec):
         return torch.from_numpy(x), str(d)
 
     def load(self, req):
+        """Images uint8 (N, 3, S, S) of ``req.split`` of the official partition, S = ``req.size`` or
+        the native size (centre crop 140, bilinear resize); no labels; decoded images are cached."""
         size = req.size or self.native_shape[1]
         x, where = self._images(req, size)
         return x, None, where
@@ -477,6 +523,8 @@ class CelebAGraySpec(CelebASpec):
     """CelebA through the original ToGray, scaled by 1/sqrt(3) to stay in [0, 1]."""
 
     def load(self, req):
+        """The CelebA images turned grey, g = sqrt(R^2+G^2+B^2)/sqrt(3) rounded to uint8, repeated to 3
+        channels (1 if ``req.channels == 1``): (N, C, S, S); no labels."""
         size = req.size or self.native_shape[1]
         x, where = self._images(req, size)
         g = x.to(torch.float32).square_().sum(1, keepdim=True).sqrt_().div_(math.sqrt(3.0))
@@ -489,6 +537,7 @@ class OmniglotSpec(DatasetSpec):
     """Omniglot PNGs, resized and inverted (black background)."""
 
     def candidates(self, root):
+        """``root/omniglot-py``, ``root/omniglot``, ``root/Omniglot/omniglot-py``, ``root/Omniglot``."""
         return [root / "omniglot-py", root / "omniglot", root / "Omniglot" / "omniglot-py", root / "Omniglot"]
 
     @staticmethod
@@ -496,6 +545,8 @@ class OmniglotSpec(DatasetSpec):
         return "images_background" if split == "train" else "images_evaluation"
 
     def locate(self, root, split=None):
+        """``(folder, tried)``: the first candidate with ``images_background/`` (train) or
+        ``images_evaluation/`` (val, test, and ``split`` None)."""
         subs = [self._sub(split)] if split is not None else ["images_evaluation"]
         tried = []
         for d in self.candidates(root):
@@ -516,6 +567,8 @@ class OmniglotSpec(DatasetSpec):
         return files, labels
 
     def counts(self, root, found):
+        """PNG files per split: train in ``images_background``, val and test in ``images_evaluation``
+        (0 where the folder is missing)."""
         out = {}
         for split in SPLITS:
             folder = found / self._sub(split)
@@ -526,6 +579,8 @@ class OmniglotSpec(DatasetSpec):
         torchvision_datasets().Omniglot(str(req.root), background=req.split == "train", download=True)
 
     def load(self, req):
+        """Images uint8 (N, 1, S, S) of ``req.split``, S = ``req.size`` or 28, resized and inverted,
+        with int64 labels numbering the characters in (alphabet, character) order; cached."""
         size = req.size or 28
         d = self._locate_or_download(req, req.split)
         folder = d / self._sub(req.split)

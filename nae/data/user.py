@@ -54,6 +54,8 @@ def _as_image_array(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def load_user(req: Request) -> tuple:
+    """``(images, labels, source)`` of ``req.split`` from ``folder:PATH``, ``npy:PATH`` or
+    ``npz:PATH``: images (N, C, H, W) uint8, or float32 in [0, 1]; int64 labels or None."""
     prefix, _, raw = req.name.partition(":")
     if not raw:
         raise DataError(f"{req.name!r}: a path is needed after '{prefix}:'")

@@ -56,12 +56,15 @@ class ImageChapter:
 
     @property
     def config_name(self) -> str:
+        """The config the recipe builds on (e.g. ``cifar10_ood``): the key of :data:`ORIGINAL_SCHEDULE`
+        and :data:`ORIGINAL_AUROC`."""
         from .recipes import get_recipe
 
         return get_recipe(self.recipe).config
 
     @property
     def ood(self) -> list:
+        """The recipe's outlier sets (an empty list when the recipe names none)."""
         from .recipes import get_recipe
 
         return list(get_recipe(self.recipe).ood or [])

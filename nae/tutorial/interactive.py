@@ -61,6 +61,8 @@ class SamplerSettings:
 
     @classmethod
     def from_model(cls, model, **changes) -> "SamplerSettings":
+        """The settings of ``model``'s sampler config and temperature (a missing step size or noise
+        filled in by step = noise^2 / 2), with ``changes`` applied."""
         z, x = model.sampler.cfg.z_chain, model.sampler.cfg.x_chain
         s = cls(z.n_steps, x.n_steps, z.step_size or z.noise_std ** 2 / 2, x.step_size or x.noise_std ** 2 / 2,
                 z.noise_std or math.sqrt(2 * z.step_size), x.noise_std or math.sqrt(2 * x.step_size),

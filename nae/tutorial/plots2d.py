@@ -152,6 +152,8 @@ class NegativeRecorder:
         self.snapshots: list[dict] = []
 
     def on_event(self, event, trainer, metrics):
+        """On a ``"step"`` event of the ``nae`` phase at a step in ``at``, appends a snapshot (the
+        negatives, the grid energy in eval mode, T); ignores every other event."""
         if event != "step" or trainer.state["phase"] != "nae" or trainer.state["step"] not in self.at:
             return
         m = trainer.model

@@ -16,6 +16,8 @@ from typing import Optional
 
 @dataclass
 class Recipe:
+    """How one pretrained model is made: a config, its overrides, the full-budget additions, and
+    the outlier sets and test-sample count of the manifest's metrics."""
     config: str                                   #: a config name in configs/ or a path
     overrides: list = field(default_factory=list) #: always applied
     full: list = field(default_factory=list)      #: applied on top for the published (full) run
@@ -47,6 +49,7 @@ _load_all()
 
 
 def get_recipe(name: str) -> Recipe:
+    """The :class:`Recipe` registered as ``name``; a ConfigError listing the known names otherwise."""
     from ...errors import ConfigError
 
     if name not in RECIPES:
