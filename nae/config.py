@@ -153,6 +153,10 @@ class TrainConfig:
     #: start the NAE phase from this autoencoder instead of pre-training one: the ``ae.pt``
     #: of another run (or its run directory), or a published model's name
     init_ae: Optional[str] = None
+    #: with ``init_ae``: continue the NAE phase from these NAE weights (a ``model.pt``, a run
+    #: directory or a published model's name) with a fresh optimiser and replay buffer;
+    #: ``init_ae`` stays the run's AE (its ``ae.pt``, the baseline)
+    init_nae: Optional[str] = None
     #: CPU speed: flush denormal floats (below 1.2e-38) to zero during fit().  Late in training
     #: denormals made the MNIST AE step 2.3-2.7x slower on our Xeon; off by default until its
     #: effect on results is shown (see nae.speed)
@@ -425,6 +429,9 @@ _OOD_KEYS = ("data.ood_val", "data.ood_target")
 
 
 def _check_ranges(cfg: RunConfig) -> None:
+    if cfg.train.init_nae and not cfg.train.init_ae:
+        raise ConfigError("train.init_nae needs train.init_ae too (the run's AE, its baseline): give both, e.g. "
+                          "train.init_ae=NAME train.init_nae=NAME for a published model NAME")
     for key, (ok, what) in _RANGES.items():
         v = get_dotted(cfg, key)
         if v is not None and not ok(v):

@@ -72,22 +72,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def resolve_ae_file(source: str) -> Path:
-    """The autoencoder file that ``train.init_ae`` names: an ``ae.pt`` file, a run directory
-    holding one, or the name of a published model (its verified ``ae.pt``)."""
+def resolve_ae_file(source: str, fname: str = "ae.pt", key: str = "train.init_ae") -> Path:
+    """The file that ``train.init_ae`` (or, with ``fname="model.pt"``, ``train.init_nae``) names:
+    such a file, a run directory holding one, or the name of a published model (its verified file)."""
     p = Path(source).expanduser()
     if p.is_dir():
-        p = p / "ae.pt"
+        p = p / fname
     if p.is_file():
         return p.resolve()
     if "/" not in source and not source.endswith(".pt"):
         from .pretrained import pretrained_path
 
-        f = pretrained_path(source) / "ae.pt"
+        f = pretrained_path(source) / fname
         if f.is_file():
             return f
-        raise CheckpointError(f"train.init_ae: the published model {source!r} has no ae.pt")
-    raise CheckpointError(f"train.init_ae: {source} is neither an ae.pt file, a run directory with one, "
+        raise CheckpointError(f"{key}: the published model {source!r} has no {fname}")
+    raise CheckpointError(f"{key}: {source} is neither a file named {fname}, a run directory with one, "
                           f"nor a published model's name")
 
 
@@ -277,6 +277,17 @@ class Trainer:
         self.state["init_ae"] = {"path": str(path), "sha256": sha256(path)}
         self._save_weights("ae.pt", sd, "ae")
         self._emit("init_ae", dict(self.state["init_ae"]))
+        if self.cfg.train.init_nae:  # continue an NAE: its weights, a fresh optimiser and buffer
+            npath = resolve_ae_file(self.cfg.train.init_nae, "model.pt", "train.init_nae")
+            nsd = {k: v.float() if v.is_floating_point() else v
+                   for k, v in ckpt.load_checkpoint(npath, map_location="cpu").get("model", {}).items()}
+            try:
+                self.model.load_state_dict(nsd, strict=True)
+            except RuntimeError as e:
+                raise CheckpointError(f"train.init_nae: {npath} does not fit this config's model: "
+                                      f"{str(e).splitlines()[0]}") from None
+            self.state["init_nae"] = {"path": str(npath), "sha256": sha256(npath)}
+            self._emit("init_nae", dict(self.state["init_nae"]))
         self._pending_init_ae = False
 
     def _make_optimizer(self, phase: str):

@@ -81,6 +81,8 @@ def main():
                    help="with --publish: 'ae' publishes a finished AE phase (a milestone)")
     p.add_argument("--description", default="", help="with --publish: the manifest's description")
     p.add_argument("--note", default="", help="with --publish: budget and levers, for the manifest")
+    p.add_argument("--hardware", default="",
+                   help="with --publish: where the run trained, when not on this machine (e.g. 'NVIDIA H200')")
     a = p.parse_args()
     if a.publish:
         if len(a.names) != 1:
@@ -95,7 +97,7 @@ def main():
         wall_s = max((e.get("wall_s") or 0.0) for e in wall if e.get("event") in ("phase_end", "end"))
         info = {"config": f"configs/{cfg.name}.yml", "budget": cfg.budget, "note": a.note,
                 "overrides": (list(r.overrides) + list(r.full)) if r else [],  # the run's config.yml has them all
-                "hardware": hardware() + _load(), "wall_time_s": round(wall_s, 1),
+                "hardware": a.hardware or (hardware() + _load()), "wall_time_s": round(wall_s, 1),
                 "description": a.description or (r.description if r else "")}
         metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
                               eval_n=r.eval_n if r else 1000, stage=a.stage)

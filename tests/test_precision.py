@@ -108,9 +108,33 @@ def test_an_nae_phase_can_start_from_another_runs_autoencoder(tmp_path):
                                                              f"train.init_ae={tmp_path / 'a' / 'ae.pt'}"])
     with pytest.raises(CheckpointError, match="does not fit|does not hold"):
         Trainer(bad, tmp_path / "c", progress=False).fit()
-    with pytest.raises(CheckpointError, match="neither an ae.pt"):
+    with pytest.raises(CheckpointError, match="neither a file named ae.pt"):
         Trainer(load_config("mnist_ood", budget="smoke", overrides=[*MNIST_TINY, "train.init_ae=/nope/ae.pt"]),
                 tmp_path / "d", progress=False).fit()
+
+
+def test_an_nae_can_be_continued_from_its_weights_with_a_fresh_optimiser(tmp_path):
+    a = Trainer(load_config("mnist_ood", budget="smoke", overrides=MNIST_TINY), tmp_path / "a", progress=False)
+    a.fit()
+    cfg = load_config("mnist_ood", budget="smoke", overrides=[
+        *MNIST_TINY, f"train.init_ae={tmp_path / 'a'}", f"train.init_nae={tmp_path / 'a'}", "train.nae.max_iters=1"])
+    b = Trainer(cfg, tmp_path / "b", progress=False)
+    starts = {}
+
+    class Grab:  # the weights right after init_nae, before the first NAE step
+        def on_event(self, event, trainer, metrics):
+            if event == "init_nae":
+                starts.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    b.callbacks.append(Grab())
+    b.fit()
+    nae_a, ae_a = load_checkpoint(tmp_path / "a" / "model.pt")["model"], load_checkpoint(tmp_path / "a" / "ae.pt")["model"]
+    assert starts and all(torch.equal(starts[k], nae_a[k].float()) for k in nae_a)  # began at a's NAE weights
+    ae_b = load_checkpoint(tmp_path / "b" / "ae.pt")["model"]
+    assert all(torch.equal(ae_a[k], ae_b[k]) for k in ae_a)  # the baseline is still a's AE
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["state"]["init_nae"]["path"].endswith("model.pt")
+    with pytest.raises(ConfigError, match="init_nae needs train.init_ae"):
+        load_config("mnist_ood", budget="smoke", overrides=[f"train.init_nae={tmp_path / 'a'}"])
 
 
 def test_flush_denormal_is_an_option_that_a_resume_may_switch_on(tmp_path):
