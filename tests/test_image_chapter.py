@@ -37,3 +37,16 @@ def test_compute_rows_multiply_out_both_schedules(recipe):
     assert orig["hours"] == pytest.approx(orig["ae_hours"] + orig["nae_hours"]) and orig["hours"] > 0
     assert rows["ours, fp32"]["ae_steps"] < orig["ae_steps"]
     assert "| original, fp32 |" in ch.compute_markdown(rows)
+
+
+def test_the_full_budget_uses_the_stored_timings_and_says_where_they_come_from():
+    ch = ImageChapter("cifar10_ood_gpu", "full")
+    saved = ch.stored_costs()
+    assert saved is not None, "benchmarks/results/cost_cifar10_ood.json is part of the repository"
+    rows = ch.compute_rows(precisions=("fp32",))   # no step is timed: the stored rows are used
+    stored = next(r for r in saved["rows"] if r["precision"] == "fp32" and r["n_neg"] == 128)
+    assert rows["original, fp32"]["ae_step_s"] == stored["ae_step_s"]
+    # the published schedule: 15 AE epochs over 45,000 images, 84 NAE iterations
+    assert rows["ours, fp32"]["ae_steps"] == 15 * 352 and rows["ours, fp32"]["nae_iters"] == 84
+    md = ch.compute_markdown(rows)
+    assert saved["hardware"] in md and "benchmarks/chapter_cost.py" in md

@@ -85,12 +85,24 @@ class ImageChapter:
 
         return len(training_sets(self.cfg)[0])
 
-    def compute_rows(self, precisions: Sequence[str] = ("fp32", "bf16"), reps: int = 2) -> dict:
-        """Measured step times on this CPU (``nae.cost.measure``) multiplied out for the
-        original schedule (original data size) and for this recipe's schedule (our data).
+    def stored_costs(self) -> Optional[dict]:
+        """The step timings that ``benchmarks/chapter_cost.py`` stored for this chapter's config
+        (``benchmarks/results/cost_CONFIG.json``: hardware, date, rows), or None."""
+        import json
+        from pathlib import Path
 
-        The smoke budget measures the smoke config (tiny batches: the figures only show that
-        the code runs)."""
+        f = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / f"cost_{self.config_name}.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
+    def compute_rows(self, precisions: Sequence[str] = ("fp32", "bf16"), reps: int = 2,
+                     stored: Optional[bool] = None) -> dict:
+        """Step times multiplied out for the original schedule (original data size) and for this
+        recipe's schedule (our data).
+
+        ``stored`` (default: in the full budget, when :meth:`stored_costs` has them): the timings
+        of ``benchmarks/chapter_cost.py``, measured on an idle machine; else measured now
+        (``nae.cost.measure``).  The smoke budget measures the smoke config (tiny batches: the
+        figures only show that the code runs)."""
         from .. import cost
         from ..config import load_config
 
@@ -98,32 +110,50 @@ class ImageChapter:
         orig_cfg = load_config(self.config_name, budget=self.budget)  # the original's settings
         sched = ORIGINAL_SCHEDULE[self.config_name]
         n_ours = self.n_train()
+        n_neg_ours = cfg.sampler.n_negatives or cfg.data.batch_size
+        saved = self.stored_costs() if (stored or (stored is None and self.budget == "full")) else None
+        if stored and saved is None:
+            raise FileNotFoundError(f"no stored timings for {self.config_name}: run "
+                                    f"python benchmarks/chapter_cost.py --config {self.config_name}")
+
+        def timings(c, prec, n_neg, only=None):
+            if saved is not None:
+                for r in saved["rows"]:
+                    if r["precision"] == prec and r["n_neg"] == n_neg and r["batch"] == c.data.batch_size:
+                        return dict(r)
+            if only is not None:
+                return cost.measure(c, prec, reps=reps, n_neg=n_neg, only=only)
+            return cost.measure(c, prec, reps=reps)
+
         rows = {}
         for prec in precisions:
-            t_orig = cost.measure(orig_cfg, prec, reps=reps)
+            t_orig = timings(orig_cfg, prec, orig_cfg.data.batch_size)
             t_ours = t_orig
-            if (cfg.sampler.n_negatives or cfg.data.batch_size) != cfg.data.batch_size:  # fewer negatives
-                t_ours = {**t_orig, **cost.measure(cfg, prec, reps=reps, only=("z_pass_s", "x_pass_s", "loss_step_s")),
-                          "n_neg": cfg.sampler.n_negatives}
+            if n_neg_ours != cfg.data.batch_size:  # fewer negatives
+                t_ours = {**t_orig, **timings(cfg, prec, n_neg_ours, only=("z_pass_s", "x_pass_s", "loss_step_s")),
+                          "n_neg": n_neg_ours}
             n_orig = sched["it_per_epoch"] * orig_cfg.data.batch_size
             rows[f"original, {prec}"] = {**t_orig, **cost.schedule_hours(
                 orig_cfg, t_orig, n_orig, sched["ae_epochs"], sched["nae_epochs"] * sched["it_per_epoch"])}
             nae_iters = cfg.train.nae.max_iters or cfg.train.nae.epochs * math.ceil(n_ours / cfg.data.batch_size)
             rows[f"ours, {prec}"] = {**t_ours, **cost.schedule_hours(cfg, t_ours, n_ours, cfg.train.ae.epochs,
                                                                       nae_iters)}
+        self._rows_source = saved
         return rows
 
     def compute_markdown(self, rows: Optional[Mapping] = None, **kw) -> str:
-        """The chapter's compute table (measured now, on this CPU) with the conditions."""
+        """The chapter's compute table with the conditions it was measured under."""
         from .. import cost
         from .notebook import hardware
 
         rows = rows if rows is not None else self.compute_rows(**kw)
         first = next(iter(rows.values()))
-        return (f"Measured now on {hardware()}, budget "
-                f"{self.budget}, batch {first['batch']}. The AE phase is an upper bound (early stopping may end "
-                f"it sooner); the load average is the machine's when each row was timed (other jobs on the "
-                f"same cores make every step slower).\n\n" + cost.compute_markdown(rows))
+        saved = getattr(self, "_rows_source", None)
+        where = (f"Measured on {saved['hardware']} on {saved['date']} (stored by `{saved['command']}`)"
+                 if saved else f"Measured now on {hardware()}")
+        return (f"{where}, budget {self.budget}, batch {first['batch']}. The AE phase is an upper bound (early "
+                f"stopping may end it sooner); the load average is the machine's when each row was timed (other "
+                f"jobs on the same cores make every step slower).\n\n" + cost.compute_markdown(rows))
 
     # -- models ----------------------------------------------------------------------
     def stage(self) -> Optional[str]:

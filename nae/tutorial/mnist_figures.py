@@ -333,3 +333,35 @@ def ae_failure_markdown(report: Mapping) -> str:
         lines.append(f"| {name} | {row['n']} | " + " | ".join(f"{row[lb]['below_median']:.3f}" for lb in labels)
                      + " | " + " | ".join(f"{row[lb]['fpr95']:.3f}" for lb in labels) + " |")
     return "\n".join(lines)
+
+
+def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: float = 2.2):
+    """One small panel per hold-out model: E(x+) (data) and E(x-) (negatives) against the NAE
+    iteration (running means of the logged steps, log scale), titled with the digit and the
+    equilibrium ratio mean E(x-) / mean E(x+) over the last tenth of the run.  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from ..diagnostics import equilibrium, read_metrics, series
+
+    digits = sorted(run_dirs)
+    nrows = max(1, -(-len(digits) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 0.9 * nrows), squeeze=False,
+                             sharex=True)
+    for ax in axes.flat[len(digits):]:
+        ax.axis("off")
+    for ax, d in zip(axes.flat, digits):
+        rec = read_metrics(run_dirs[d])
+        for key, color in (("e_pos", "tab:blue"), ("e_neg", "tab:red")):
+            xs, ys = series(rec, key)
+            if len(xs):
+                w = max(1, len(ys) // 10)
+                ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.4, color=color,
+                        label="E(x+)" if key == "e_pos" else "E(x-)")
+        ratio = equilibrium(run_dirs[d])["ratio"]
+        ax.set_yscale("log")
+        ax.set_title(f"digit {d}: ratio {ratio:.2f}" if ratio is not None else f"digit {d}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    fig.supxlabel("NAE iteration", fontsize=9)
+    fig.tight_layout()
+    return fig
