@@ -365,3 +365,20 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
     fig.supxlabel("NAE iteration", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", figsize=(7.5, 3.2),
+                        title: Optional[str] = None):
+    """Validation AUROC against NAE iteration, one line per run (``{label: run_dir}``): how
+    runs that differ in one setting (learning rate, negatives per step) compare.  Returns the
+    matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    from ..diagnostics import read_metrics, series
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for label, run in runs.items():
+        xs, ys = series(read_metrics(run), key, event="validation")
+        ax.plot(xs, ys, "o-", ms=3, lw=1.2, label=label)
+    ax.set_xlabel("NAE iteration")
+    return _finish_auroc_axes(fig, ax, "validation AUROC", title)

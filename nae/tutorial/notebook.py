@@ -134,3 +134,14 @@ def training_log(model, phase: str = "nae") -> dict:
     rows = [r for r in rows if r.get("event") == "step" and r.get("phase") == phase]
     keys = ("step", "e_pos", "e_neg", "T", "loss")
     return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
+
+
+def equilibrium_line(run_dir) -> str:
+    """One line on how close an NAE run got to equilibrium: its NAE iterations, the ratio mean
+    E(x-) / mean E(x+) over the last tenth, and the last validation AUROC of each watched set."""
+    from ..diagnostics import equilibrium
+
+    eq = equilibrium(run_dir)
+    ratio = "n/a" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
+    aurocs = ", ".join(f"{k} {v:.3f}" for k, v in eq["auroc_last"].items())
+    return f"{eq['iterations']} NAE iterations; E(x-)/E(x+) over the last tenth {ratio}; last validation AUROC: {aurocs}"
