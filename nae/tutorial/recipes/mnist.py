@@ -14,7 +14,12 @@ each for about 6.3 minutes of wall time:
   21,000; its README model for MNIST, ``nae_20.pkl``, about 8,400);
 * validation on 1,000 images every 50 NAE iterations (the original: every 352 on 10,000).
 
-The recipes below reproduce these schedules exactly (AE epochs and NAE iterations as the
+The models of digits 8 and 9 were then continued on one CPU core (fp32, one thread) for 270
+more NAE iterations each, from their weights with a fresh optimiser and replay buffer
+(``train.init_ae=RUN train.init_nae=RUN``), at lr 1e-5 with 32 negatives per step
+(``sampler.n_negatives=32``, the lever tried on digit 1); their manifest entries say so.
+
+The recipes below reproduce the H200 schedules exactly (AE epochs and NAE iterations as the
 time boxes gave them).  ``FULL`` holds what every model shares.
 """
 from __future__ import annotations
