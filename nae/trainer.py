@@ -72,7 +72,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def resolve_ae_file(source: str, fname: str = "ae.pt", key: str = "train.init_ae") -> Path:
+def resolve_weights_file(source: str, fname: str = "ae.pt", key: str = "train.init_ae") -> Path:
     """The file that ``train.init_ae`` (or, with ``fname="model.pt"``, ``train.init_nae``) names:
     such a file, a run directory holding one, or the name of a published model (its verified file)."""
     p = Path(source).expanduser()
@@ -256,36 +256,38 @@ class Trainer:
                            "iter_in_epoch": ended["iter_in_epoch"], "done": False})
         self._pending.append(("reopened", {"phase": last, "from_step": ended["step"], "to_step": total}))
 
-    def _init_from_ae(self) -> None:
-        """Loads ``train.init_ae`` into the encoder and decoder and makes it this run's ``ae.pt``."""
-        path = resolve_ae_file(self.cfg.train.init_ae)
-        obj = ckpt.load_checkpoint(path, map_location="cpu")
-        sd = {k: v.float() if v.is_floating_point() else v for k, v in obj.get("model", {}).items()
-              if k.startswith(("encoder.", "decoder."))}
-        want = {k for k in self.model.state_dict() if k.startswith(("encoder.", "decoder."))}
-        if set(sd) != want:
-            raise CheckpointError(f"train.init_ae: {path} does not hold this config's encoder and decoder "
-                                  f"({len(want & set(sd))} of {len(want)} tensors match); give the ae.pt of a run "
-                                  f"with the same model section")
+    def _load_weights(self, path: Path, key: str, prefixes=None) -> dict:
+        """The float weights stored in ``path`` (only the keys starting with ``prefixes``, when
+        given), loaded into the model; a CheckpointError naming ``key`` if they do not fit."""
+        sd = {k: v.float() if v.is_floating_point() else v
+              for k, v in ckpt.load_checkpoint(path, map_location="cpu").get("model", {}).items()
+              if prefixes is None or k.startswith(prefixes)}
+        if prefixes is not None:
+            want = {k for k in self.model.state_dict() if k.startswith(prefixes)}
+            if set(sd) != want:
+                raise CheckpointError(f"{key}: {path} does not hold this config's encoder and decoder "
+                                      f"({len(want & set(sd))} of {len(want)} tensors match); give the ae.pt of a "
+                                      f"run with the same model section")
         try:
-            self.model.load_state_dict(sd, strict=False)
+            self.model.load_state_dict(sd, strict=prefixes is None)
         except RuntimeError as e:
-            raise CheckpointError(f"train.init_ae: {path} does not fit this config's networks: "
+            raise CheckpointError(f"{key}: {path} does not fit this config's networks: "
                                   f"{str(e).splitlines()[0]}") from None
+        return sd
+
+    def _init_from_ae(self) -> None:
+        """Loads ``train.init_ae`` into the encoder and decoder and makes it this run's ``ae.pt``;
+        then, with ``train.init_nae``, the whole NAE (a fresh optimiser and buffer continue it)."""
         from .pretrained import sha256
 
+        path = resolve_weights_file(self.cfg.train.init_ae)
+        sd = self._load_weights(path, "train.init_ae", ("encoder.", "decoder."))
         self.state["init_ae"] = {"path": str(path), "sha256": sha256(path)}
         self._save_weights("ae.pt", sd, "ae")
         self._emit("init_ae", dict(self.state["init_ae"]))
-        if self.cfg.train.init_nae:  # continue an NAE: its weights, a fresh optimiser and buffer
-            npath = resolve_ae_file(self.cfg.train.init_nae, "model.pt", "train.init_nae")
-            nsd = {k: v.float() if v.is_floating_point() else v
-                   for k, v in ckpt.load_checkpoint(npath, map_location="cpu").get("model", {}).items()}
-            try:
-                self.model.load_state_dict(nsd, strict=True)
-            except RuntimeError as e:
-                raise CheckpointError(f"train.init_nae: {npath} does not fit this config's model: "
-                                      f"{str(e).splitlines()[0]}") from None
+        if self.cfg.train.init_nae:
+            npath = resolve_weights_file(self.cfg.train.init_nae, "model.pt", "train.init_nae")
+            self._load_weights(npath, "train.init_nae")
             self.state["init_nae"] = {"path": str(npath), "sha256": sha256(npath)}
             self._emit("init_nae", dict(self.state["init_nae"]))
         self._pending_init_ae = False

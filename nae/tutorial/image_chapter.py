@@ -138,7 +138,9 @@ class ImageChapter:
             nae_iters = cfg.train.nae.max_iters or cfg.train.nae.epochs * math.ceil(n_ours / cfg.data.batch_size)
             rows[f"ours, {prec}"] = {**t_ours, **cost.schedule_hours(cfg, t_ours, n_ours, cfg.train.ae.epochs,
                                                                       nae_iters)}
-        self._rows_source = saved
+        if saved is not None:  # each row says where its timings come from (compute_markdown)
+            src = {k: saved[k] for k in ("hardware", "date", "command")}
+            rows = {k: {**r, "source": src} for k, r in rows.items()}
         return rows
 
     def compute_markdown(self, rows: Optional[Mapping] = None, **kw) -> str:
@@ -148,7 +150,7 @@ class ImageChapter:
 
         rows = rows if rows is not None else self.compute_rows(**kw)
         first = next(iter(rows.values()))
-        saved = getattr(self, "_rows_source", None)
+        saved = first.get("source")
         where = (f"Measured on {saved['hardware']} on {saved['date']} (stored by `{saved['command']}`)"
                  if saved else f"Measured now on {hardware()}")
         return (f"{where}, budget {self.budget}, batch {first['batch']}. The AE phase is an upper bound (early "
