@@ -12,8 +12,9 @@ Reports medians (seconds) over ``--iters`` timed repetitions after ``--warmup`` 
 * ``sample64_s``: ``model.sample(64)`` (fresh latents, the config's chains);
 * ``energy_images_per_s``: energies without gradients, at batch 128 and 512;
 * ``grad_pass``: the energy + input-gradient pass of the Langevin chains at batch ``--batch``
-  (ours and eager), its GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and that as a
-  fraction of the fp32 matrix-product peak measured in the same run (a 2048^3 sgemm);
+  (ours, ours without the matrix-product convolutions of ``nae.speed``, and eager), its GFLOP/s
+  (FLOPs counted by ``torch.utils.flop_counter``) and that as a fraction of the fp32
+  matrix-product rate (a 2048^3 sgemm) timed in the same round, median over rounds;
 * ``eager_nae_step_s``: the same NAE step in the eager reference (same weights, fp32 always,
   because the original has no bf16), and ``speedup_vs_eager`` = eager / ours.
 
@@ -281,13 +282,8 @@ def main(argv=None):
         print(f"wrote {args.json}")
 
 
-def matmul_peak_gflops(device, n: int = 2048, reps: int = 5) -> float:
-    """The fp32 matrix-product rate of this device with the current threads (best of ``reps``)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    a @ b
-    best = min(_timed(lambda: a @ b, device) for _ in range(reps))
-    return 2 * n ** 3 / best / 1e9
+def _sgemm_operands(device, n: int):
+    return torch.randn(n, n, device=device), torch.randn(n, n, device=device)
 
 
 def _grad_pass(energy, x):
@@ -297,9 +293,16 @@ def _grad_pass(energy, x):
 
 
 def grad_pass_report(cfg, model, x, device, prec, n_wu, n_it, eager=True) -> dict:
-    """Times ours (and the eager original's) energy + input-gradient pass and reports GFLOP/s."""
+    """Times ours (and the eager original's) energy + input-gradient pass and reports GFLOP/s.
+
+    Each round times, back to back: a 2048^3 fp32 matrix product (the peak), ours, ours with
+    ``nae.speed.FAST_CONV`` off (the convolutions that are matrix products left to oneDNN) and
+    the eager original.  A shared machine's speed drifts by tens of percent from minute to
+    minute, so the fraction of peak is taken per round (pass rate / that round's matrix-product
+    rate) and its median reported, next to the medians of the times."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from nae import speed
     from nae.langevin import frozen
     from nae.speed import autocast
 
@@ -312,11 +315,19 @@ def grad_pass_report(cfg, model, x, device, prec, n_wu, n_it, eager=True) -> dic
         with frozen(model), autocast(device, prec):
             _grad_pass(model.energy, xb)
 
+    def ours_no_fast_conv():
+        speed.FAST_CONV, before = False, speed.FAST_CONV
+        try:
+            ours()
+        finally:
+            speed.FAST_CONV = before
+
     counter = FlopCounterMode(display=False)
     with counter:
-        ours()
+        ours_no_fast_conv()  # the original's layer types: the FLOPs the model needs
     flops = counter.get_total_flops()
-    runs = {"ours": ours}
+    a, b = _sgemm_operands(device, 2048)
+    runs = {"sgemm": lambda: a @ b, "ours": ours, "ours_no_fast_conv": ours_no_fast_conv}
     if eager:
         from eager_reference import EagerNAE
 
@@ -326,20 +337,25 @@ def grad_pass_report(cfg, model, x, device, prec, n_wu, n_it, eager=True) -> dic
         x_ref = x.to(device)
         runs["eager"] = lambda: _grad_pass(ref.energy, x_ref)
     times = {k: [] for k in runs}
-    for i in range(n_wu + n_it):  # interleaved, like the NAE step above
+    for i in range(n_wu + n_it):  # interleaved rounds, like the NAE step above
         for k, fn in runs.items():
             t = _timed(fn, device)
             if i >= n_wu:
                 times[k].append(t)
-    peak = matmul_peak_gflops(device)
-    out = {"flops_per_pass": flops, "fp32_matmul_peak_gflops": peak}
+    sgemm_flops = 2 * 2048 ** 3
+    peak = sgemm_flops / statistics.median(times["sgemm"]) / 1e9
+    out = {"flops_per_pass": flops, "fp32_matmul_peak_gflops": peak,
+           "fp32_matmul_best_gflops": sgemm_flops / min(times["sgemm"]) / 1e9, "rounds": n_it}
     for k, ts in times.items():
+        if k == "sgemm":
+            continue
         med = statistics.median(ts)
+        frac = statistics.median((flops / t) / (sgemm_flops / s) for t, s in zip(ts, times["sgemm"]))
         out[f"{k}_s"] = med
         out[f"{k}_gflops"] = flops / med / 1e9
-        out[f"{k}_fraction_of_peak"] = flops / med / 1e9 / peak
-        print(f"  grad pass ({k:5s}, batch {x.shape[0]}) median {med:.4f} s: {flops / med / 1e9:7.1f} GFLOP/s = "
-              f"{100 * flops / med / 1e9 / peak:5.1f}% of the fp32 matmul peak ({peak:.1f} GFLOP/s); "
+        out[f"{k}_fraction_of_peak"] = frac
+        print(f"  grad pass ({k:17s}, batch {x.shape[0]}) median {med:.4f} s: {flops / med / 1e9:7.1f} GFLOP/s; "
+              f"{100 * frac:5.1f}% of the fp32 matmul rate of the same round (median {peak:.1f} GFLOP/s); "
               f"{flops / x.shape[0] / 1e6:.0f} MFLOP per image", flush=True)
     return out
 

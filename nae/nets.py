@@ -7,7 +7,9 @@ original ones (see ``tests/test_nets.py``); the layouts are those of the origina
 ``ConvNet64``, ``DeConvNet64`` (CelebA) and ``FCResNet`` (2-D), as its configs build them.
 
 The image networks run their activations in the ``channels_last`` memory format and
-upsample with :class:`~nae.speed.Upsample2x`: CPU speed tricks of :mod:`nae.speed`, with the
+upsample with :class:`~nae.speed.Upsample2x`; their convolutions are :class:`~nae.speed.Conv2d`
+and :class:`~nae.speed.ConvTranspose2d`, which compute the cases that are matrix products as
+such: CPU speed tricks of :mod:`nae.speed`, with the
 original's outputs up to float rounding (``tests/test_speed_equivalence.py``).
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .speed import Upsample2x, to_channels_last
+from .speed import Conv2d, ConvTranspose2d, Upsample2x, to_channels_last
 
 
 # ---------------------------------------------------------------------------------
@@ -110,15 +112,19 @@ class ConvNet2FC(nn.Module):
     def __init__(self, in_chan: int = 1, out_chan: int = 32, nh: int = 8, nh_mlp: int = 1024,
                  out_activation: str | None = "linear"):
         super().__init__()
+        # The original applies ReLU, then max pooling.  Max and ReLU commute (same values, same
+        # gradients: a tie the two orders break differently is a tie at zero, where ReLU passes
+        # no gradient), so we pool first and apply ReLU to a map 4x smaller.  The layers with
+        # weights keep the original's indices, so state dicts are unchanged.
         self.net = nn.Sequential(
-            nn.Conv2d(in_chan, nh * 4, 3), nn.ReLU(),
-            nn.Conv2d(nh * 4, nh * 8, 3), nn.ReLU(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(nh * 8, nh * 8, 3), nn.ReLU(),
-            nn.Conv2d(nh * 8, nh * 16, 3), nn.ReLU(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(nh * 16, nh_mlp, 4), nn.ReLU(),
-            nn.Conv2d(nh_mlp, out_chan, 1),
+            Conv2d(in_chan, nh * 4, 3), nn.ReLU(inplace=True),
+            Conv2d(nh * 4, nh * 8, 3),
+            nn.MaxPool2d(2, 2), nn.ReLU(inplace=True),
+            Conv2d(nh * 8, nh * 8, 3), nn.ReLU(inplace=True),
+            Conv2d(nh * 8, nh * 16, 3),
+            nn.MaxPool2d(2, 2), nn.ReLU(inplace=True),
+            Conv2d(nh * 16, nh_mlp, 4), nn.ReLU(inplace=True),
+            Conv2d(nh_mlp, out_chan, 1),
             activation(out_activation),
         )
 
@@ -133,13 +139,13 @@ class DeConvNet2(nn.Module):
     def __init__(self, in_chan: int = 32, out_chan: int = 1, nh: int = 8,
                  out_activation: str | None = "sigmoid"):
         super().__init__()
-        self.conv1 = nn.ConvTranspose2d(in_chan, nh * 16, 4)
+        self.conv1 = ConvTranspose2d(in_chan, nh * 16, 4)
         self.up1 = Upsample2x(4)
-        self.conv2 = nn.ConvTranspose2d(nh * 16, nh * 8, 3)
-        self.conv3 = nn.ConvTranspose2d(nh * 8, nh * 8, 3)
+        self.conv2 = ConvTranspose2d(nh * 16, nh * 8, 3)
+        self.conv3 = ConvTranspose2d(nh * 8, nh * 8, 3)
         self.up2 = Upsample2x(12)
-        self.conv4 = nn.ConvTranspose2d(nh * 8, nh * 4, 3)
-        self.conv5 = nn.ConvTranspose2d(nh * 4, out_chan, 3)
+        self.conv4 = ConvTranspose2d(nh * 8, nh * 4, 3)
+        self.conv5 = ConvTranspose2d(nh * 4, out_chan, 3)
         self.out_act = activation(out_activation)
 
     def forward(self, z):
@@ -160,9 +166,9 @@ class DeConvNet2(nn.Module):
 class _IGEBMResBlock(nn.Module):
     def __init__(self, in_chan: int, out_chan: int, downsample: bool):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chan, out_chan, 3, padding=1)
-        self.conv2 = nn.Conv2d(out_chan, out_chan, 3, padding=1)
-        self.skip = nn.Conv2d(in_chan, out_chan, 1, bias=False) if (in_chan != out_chan or downsample) else None
+        self.conv1 = Conv2d(in_chan, out_chan, 3, padding=1)
+        self.conv2 = Conv2d(out_chan, out_chan, 3, padding=1)
+        self.skip = Conv2d(in_chan, out_chan, 1, bias=False) if (in_chan != out_chan or downsample) else None
         self.downsample = downsample
 
     def forward(self, x):
@@ -178,13 +184,13 @@ class IGEBMEncoder(nn.Module):
 
     def __init__(self, in_chan: int = 3, out_chan: int = 32, out_activation: str | None = "linear"):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chan, 128, 3, padding=1)
+        self.conv1 = Conv2d(in_chan, 128, 3, padding=1)
         self.blocks = nn.Sequential(
             _IGEBMResBlock(128, 128, True), _IGEBMResBlock(128, 128, False),
             _IGEBMResBlock(128, 256, True), _IGEBMResBlock(256, 256, False),
             _IGEBMResBlock(256, 256, True), _IGEBMResBlock(256, 256, False),
         )
-        self.linear = nn.Conv2d(256, out_chan, 1)
+        self.linear = Conv2d(256, out_chan, 1)
         self.out_act = activation(out_activation)
 
     def forward(self, x):
@@ -198,8 +204,8 @@ class IGEBMEncoder(nn.Module):
 class _GenResBlockGN(nn.Module):
     def __init__(self, chan: int, num_groups: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(chan, chan, 3, padding=1)
-        self.conv2 = nn.Conv2d(chan, chan, 3, padding=1)
+        self.conv1 = Conv2d(chan, chan, 3, padding=1)
+        self.conv2 = Conv2d(chan, chan, 3, padding=1)
         nn.init.xavier_uniform_(self.conv1.weight, 1.0)
         nn.init.xavier_uniform_(self.conv2.weight, 1.0)
         self.model = nn.Sequential(
@@ -222,8 +228,8 @@ class SNGANGeneratorGN(nn.Module):
     def __init__(self, in_chan: int = 32, out_chan: int = 3, hidden_dim: int = 128, num_groups: int = 2,
                  out_activation: str | None = "sigmoid"):
         super().__init__()
-        self.dense = nn.ConvTranspose2d(in_chan, hidden_dim, 4)
-        self.final = nn.Conv2d(hidden_dim, out_chan, 3, padding=1)
+        self.dense = ConvTranspose2d(in_chan, hidden_dim, 4)
+        self.final = Conv2d(hidden_dim, out_chan, 3, padding=1)
         nn.init.xavier_uniform_(self.dense.weight, 1.0)
         nn.init.xavier_uniform_(self.final.weight, 1.0)
         self.network = nn.Sequential(
@@ -249,9 +255,9 @@ class ConvNet64(nn.Module):
         super().__init__()
         layers, c = [], in_chan
         for mult in (4, 8, 16, 32):
-            layers += [nn.Conv2d(c, nh * mult, 5, stride=2), nn.GroupNorm(num_groups, nh * mult), nn.ReLU(inplace=True)]
+            layers += [Conv2d(c, nh * mult, 5, stride=2), nn.GroupNorm(num_groups, nh * mult), nn.ReLU(inplace=True)]
             c = nh * mult
-        layers += [nn.Conv2d(c, out_chan, 1), activation(out_activation)]
+        layers += [Conv2d(c, out_chan, 1), activation(out_activation)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -266,13 +272,13 @@ class DeConvNet64(nn.Module):
     def __init__(self, in_chan: int = 64, out_chan: int = 3, nh: int = 32, num_groups: int = 8,
                  out_activation: str | None = "sigmoid"):
         super().__init__()
-        layers = [nn.ConvTranspose2d(in_chan, nh * 32, 8), nn.GroupNorm(num_groups, nh * 32), nn.ReLU(inplace=True)]
+        layers = [ConvTranspose2d(in_chan, nh * 32, 8), nn.GroupNorm(num_groups, nh * 32), nn.ReLU(inplace=True)]
         c = nh * 32
         for mult in (16, 8, 4):
-            layers += [nn.ConvTranspose2d(c, nh * mult, 4, stride=2, padding=1),
+            layers += [ConvTranspose2d(c, nh * mult, 4, stride=2, padding=1),
                        nn.GroupNorm(num_groups, nh * mult), nn.ReLU(inplace=True)]
             c = nh * mult
-        layers += [nn.ConvTranspose2d(c, out_chan, 1), activation(out_activation)]
+        layers += [ConvTranspose2d(c, out_chan, 1), activation(out_activation)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):

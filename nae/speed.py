@@ -5,6 +5,9 @@
 * **channels_last**: the image networks run their activations in the ``channels_last``
   memory format (:func:`to_channels_last`, called by :mod:`nae.nets`).
 * **Upsampling as matrix products** (:class:`Upsample2x`).
+* **Convolutions that are matrix products** (:class:`Conv2d`, :class:`ConvTranspose2d`): a
+  convolution whose kernel covers its whole input, a transposed convolution of a 1x1 input, and
+  a transposed convolution with one output channel, computed as ``F.linear``/``matmul``.
 * **Threads**: :func:`set_cpu_threads`; the command line also sets
   ``OMP_WAIT_POLICY=PASSIVE`` before torch starts OpenMP (``nae/__main__.py``).
 * **Denormals**: :func:`flush_denormals` (``train.flush_denormal``).
@@ -53,6 +56,20 @@ threads; a 1-channel NCHW input even sends the first convolution to a slow path)
 networks convert at the entry of every encoder and after the first decoder layer, whatever
 format the caller uses; parameters and state dicts are unchanged.  ``NAE_CHANNELS_LAST=0``
 turns this off (for A/B timing).
+
+Convolutions that are matrix products
+-------------------------------------
+oneDNN's direct convolutions run far below the matrix-product peak when the convolution is a
+dense layer in disguise.  Measured on the AVX2-only AMD EPYC (1 thread, batch 128, forward +
+input gradient): the MNIST encoder's 4x4 convolution of a 4x4 map (128 -> 1024 channels) ran at
+14-16 GFLOP/s, the decoder's first transposed convolution (a 1x1 latent to a 4x4 map) at 2-6
+GFLOP/s and its last one (32 channels -> 1) at 3-4 GFLOP/s, against about 55 for a matrix
+product.  :class:`Conv2d` and :class:`ConvTranspose2d` are ``nn.Conv2d``/``nn.ConvTranspose2d``
+(same parameters, same state dict) that recognise these cases from the input's shape and compute
+them as one matrix product (and, for one output channel, ``F.fold``, which adds the overlapping
+patches); any other shape takes the parent's path (``NAE_FAST_CONV=0`` sends every call there, for A/B
+timing).  Same outputs up to float rounding
+(``tests/test_speed_equivalence.py``).
 
 Upsampling
 ----------
@@ -208,6 +225,51 @@ class Upsample2x(nn.Module):
         a = self.a.to(x.dtype)
         # (B,C,H,W) -> rows: A @ x, columns: x @ A^T
         return torch.matmul(torch.matmul(a, x), a.t())
+
+
+# ---------------------------------------------------------------------------------
+# convolutions that are matrix products
+
+#: compute the convolutions that are matrix products as such (``NAE_FAST_CONV=0``: off, for A/B timing)
+FAST_CONV = os.environ.get("NAE_FAST_CONV", "1") != "0"
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that computes a convolution whose kernel covers its whole (unpadded,
+    undilated, ungrouped) input as a linear layer: (B, C, k, k) -> (B, O, 1, 1)."""
+
+    def forward(self, x):
+        """As ``nn.Conv2d``; a full-window convolution runs as ``F.linear`` (see the module docstring)."""
+        if (FAST_CONV and x.dim() == 4 and tuple(x.shape[-2:]) == tuple(self.kernel_size) and self.groups == 1
+                and self.padding == (0, 0) and self.dilation == (1, 1) and self.padding_mode == "zeros"):
+            # flatten in (H, W, C) order: a view of channels_last input; the weight follows
+            xf = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+            w = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+            return F.linear(xf, w, self.bias)[:, :, None, None]
+        return super().forward(x)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that computes two cases as matrix products: a 1x1 input
+    ((B, C, 1, 1) -> (B, O, k, k), a linear layer) and one output channel (a matrix product per
+    pixel, then ``F.fold`` adds the overlapping k x k patches).  Stride 1, no padding, no groups
+    or dilation; anything else takes the parent's path."""
+
+    def forward(self, x, output_size=None):
+        """As ``nn.ConvTranspose2d`` (see the class docstring for the two fast cases)."""
+        plain = (FAST_CONV and x.dim() == 4 and output_size is None and self.stride == (1, 1) and self.padding == (0, 0)
+                 and self.output_padding == (0, 0) and self.groups == 1 and self.dilation == (1, 1))
+        if plain and x.shape[-2:] == (1, 1):
+            kh, kw = self.kernel_size
+            y = torch.matmul(x.reshape(x.shape[0], -1), self.weight.reshape(self.in_channels, -1))
+            y = y.view(x.shape[0], self.out_channels, kh, kw)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        if plain and self.out_channels == 1:
+            (b, c, h, w), (kh, kw) = x.shape, self.kernel_size
+            cols = torch.matmul(x.permute(0, 2, 3, 1).reshape(b, h * w, c), self.weight.reshape(c, kh * kw))
+            y = F.fold(cols.transpose(1, 2), (h + kh - 1, w + kw - 1), (kh, kw))
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        return super().forward(x, output_size)
 
 
 # ---------------------------------------------------------------------------------

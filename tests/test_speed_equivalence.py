@@ -128,3 +128,41 @@ def test_bf16_energy_close_to_fp32(name):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             e16 = model.energy(x).float()
     assert torch.allclose(e16, e32, rtol=0.1, atol=2e-3), (e16, e32)
+
+
+# (layer class, its parent, constructor args, input shape): the fast cases of nae.speed and
+# one that takes the parent's path; the shapes are those of our networks
+_FAST_LAYERS = [
+    ("Conv2d", (128, 1024, 4), (3, 128, 4, 4)),  # MNIST encoder: full window -> F.linear
+    ("Conv2d", (1024, 32, 1), (3, 1024, 1, 1)),  # 1x1 conv of a 1x1 map
+    ("Conv2d", (64, 40, 5, 2), (2, 64, 5, 5)),  # CelebA's last stride-2 5x5 conv of a 5x5 map
+    ("Conv2d", (8, 16, 3), (2, 8, 10, 10)),  # an ordinary conv: the parent's path
+    ("ConvTranspose2d", (32, 128, 4), (3, 32, 1, 1)),  # MNIST decoder: 1x1 latent -> F.linear
+    ("ConvTranspose2d", (32, 1, 3), (3, 32, 26, 26)),  # one output channel -> matmul + fold
+    ("ConvTranspose2d", (16, 8, 4, 2, 1), (2, 16, 8, 8)),  # stride 2: the parent's path
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cls_name,args,shape", _FAST_LAYERS)
+def test_fast_conv_layers_match_torch(cls_name, args, shape, channels_last):
+    """nae.speed.Conv2d / ConvTranspose2d: same outputs, input and weight gradients as torch's."""
+    from nae import speed
+
+    torch.manual_seed(0)
+    fast = getattr(speed, cls_name)(*args)
+    plain = getattr(torch.nn, cls_name)(*args)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for layer in (fast, plain):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        (y * torch.linspace(0.5, 1.5, y.numel()).view_as(y)).sum().backward()
+        outs.append((y.detach(), xi.grad, layer.weight.grad, layer.bias.grad))
+    for a, b in zip(*outs):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
