@@ -186,12 +186,14 @@ def _finish_auroc_axes(fig, ax, ylabel: str, title: Optional[str]):
     return fig
 
 
-def sample_figure(x: torch.Tensor, nrow: int = 8, title: Optional[str] = None, size: float = 4.0):
-    """A grid of images (samples) in one small figure."""
+def sample_figure(x: torch.Tensor, nrow: int = 8, title: Optional[str] = None, size: Optional[float] = None):
+    """A grid of images (samples) in one figure, ``size`` inches wide (default: one inch per
+    column, so that a 32x32 or 64x64 sample stays recognisable on the page)."""
     import matplotlib.pyplot as plt
 
     n = x.shape[0]
     rows = (n + nrow - 1) // nrow
+    size = size or float(min(nrow, n))
     fig, ax = plt.subplots(figsize=(size, size * rows / min(nrow, n)))
     show_images(ax, x, nrow=nrow, title=title)
     fig.tight_layout()
