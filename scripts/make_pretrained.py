@@ -70,7 +70,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
     return metrics
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*")
     p.add_argument("--list", action="store_true")
@@ -83,7 +83,7 @@ def main():
     p.add_argument("--note", default="", help="with --publish: budget and levers, for the manifest")
     p.add_argument("--hardware", default="",
                    help="with --publish: where the run trained, when not on this machine (e.g. 'NVIDIA H200')")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.publish:
         if len(a.names) != 1:
             p.error("--publish RUN_DIR takes exactly one NAME")

@@ -1,0 +1,38 @@
+"""scripts/publish_if_better.py: which checkpoint a stopped run is finished at, and the refusals."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import publish_if_better as pib  # noqa: E402
+
+
+def _run(tmp_path, events):
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    return tmp_path
+
+
+def test_last_checkpoint_step_is_the_last_checkpoint_event(tmp_path):
+    run = _run(tmp_path, [{"event": "checkpoint", "phase": "ae", "step": 900},
+                          {"event": "checkpoint", "phase": "nae", "step": 150},
+                          {"event": "step", "phase": "nae", "step": 160},
+                          {"event": "interrupted", "phase": "nae", "step": 150}])
+    assert pib.last_checkpoint_step(run) == ("nae", 150)
+
+
+def test_a_run_stopped_in_its_ae_phase_is_not_finished(tmp_path):
+    run = _run(tmp_path, [{"event": "checkpoint", "phase": "ae", "step": 900}])
+    with pytest.raises(SystemExit, match="continue it first"):
+        pib.finish(run)
+
+
+def test_a_run_without_checkpoint_is_refused(tmp_path):
+    run = _run(tmp_path, [{"event": "start", "phase": "ae", "step": 0}])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        pib.finish(run)
+
+
+def test_mean_auroc_skips_absent_sets():
+    assert pib.mean_auroc({"a": 0.8, "b": None, "c": 1.0}) == pytest.approx(0.9)
