@@ -242,10 +242,10 @@ class Conv2d(nn.Conv2d):
         """As ``nn.Conv2d``; a full-window convolution runs as ``F.linear`` (see the module docstring)."""
         if (FAST_CONV and x.dim() == 4 and tuple(x.shape[-2:]) == tuple(self.kernel_size) and self.groups == 1
                 and self.padding == (0, 0) and self.dilation == (1, 1) and self.padding_mode == "zeros"):
-            # flatten in (H, W, C) order: a view of channels_last input; the weight follows
-            xf = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-            w = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
-            return F.linear(xf, w, self.bias)[:, :, None, None]
+            # flatten in the weight's (C, H, W) order: copies a channels_last input, which is
+            # much smaller than the weight (B x C*k*k against O x C*k*k)
+            w = self.weight.reshape(self.out_channels, -1)
+            return F.linear(x.reshape(x.shape[0], -1), w, self.bias)[:, :, None, None]
         return super().forward(x)
 
 
