@@ -227,3 +227,23 @@ def test_ae_failure_reports_fractions_and_the_best_reconstructed_outliers():
         assert len(shown) == 3 and np.allclose(shown, every[:3], rtol=1e-5)  # the AE's 3 lowest, in order
     md = mf.ae_failure_markdown(rep)
     assert md.count("\n|") == 4 and "FPR@95, NAE" in md  # header, rule, two sets
+
+
+def test_lever_curves_figure_lines_reference_and_range(tmp_path):
+    """One line per run from its log, a dashed line per reference value, the y range asked for."""
+    import json
+
+    for name, vals in (("a", [0.8, 0.85]), ("b", [0.82, 0.9])):
+        (tmp_path / name).mkdir()
+        log = [{"event": "validation", "phase": "nae", "step": 25 * (i + 1), "auroc_heldout": v}
+               for i, v in enumerate(vals)]
+        (tmp_path / name / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    fig = mf.lever_curves_figure({"a": tmp_path / "a", "b": tmp_path / "b"}, reference={"AE": 0.91},
+                                 ylim=(0.7, 0.95))
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert [list(ln.get_ydata()) for ln in lines[:2]] == [[0.8, 0.85], [0.82, 0.9]]
+    assert list(lines[0].get_xdata()) == [25, 50]
+    assert lines[2].get_linestyle() == "--" and list(lines[2].get_ydata()) == [0.91, 0.91]
+    assert ax.get_ylim() == (0.7, 0.95)
+    matplotlib.pyplot.close(fig)

@@ -370,10 +370,12 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
 
 
 def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", figsize=(7.5, 3.2),
-                        title: Optional[str] = None):
+                        title: Optional[str] = None, reference: Optional[Mapping[str, float]] = None,
+                        ylim: Optional[tuple] = None):
     """Validation AUROC against NAE iteration, one line per run (``{label: run_dir}``): how
-    runs that differ in one setting (learning rate, negatives per step) compare.  Returns the
-    matplotlib figure."""
+    runs that differ in one setting (learning rate, negatives per step) compare.
+    ``reference``: ``{label: value}`` drawn as dashed horizontal lines (e.g. the AE's AUROC on
+    the same images); ``ylim``: the y range (default [0, 1]).  Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     from ..diagnostics import read_metrics, series
@@ -382,5 +384,10 @@ def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", 
     for label, run in runs.items():
         xs, ys = series(read_metrics(run), key, event="validation")
         ax.plot(xs, ys, "o-", ms=3, lw=1.2, label=label)
+    for i, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color=f"C{len(runs) + i}", label=label)
     ax.set_xlabel("NAE iteration")
-    return _finish_auroc_axes(fig, ax, "validation AUROC", title)
+    fig = _finish_auroc_axes(fig, ax, "validation AUROC", title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    return fig
