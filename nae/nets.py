@@ -9,8 +9,8 @@ original ones (see ``tests/test_nets.py``); the layouts are those of the origina
 The image networks run their activations in the ``channels_last`` memory format and
 upsample with :class:`~nae.speed.Upsample2x`; their convolutions are :class:`~nae.speed.Conv2d`
 and :class:`~nae.speed.ConvTranspose2d`, which compute the cases that are matrix products as
-such: CPU speed tricks of :mod:`nae.speed`, with the
-original's outputs up to float rounding (``tests/test_speed_equivalence.py``).
+such: CPU speed tricks of :mod:`nae.speed`, with the original's outputs up to float rounding
+(``tests/test_speed_equivalence.py``).
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def test_holdout_markdown_marks_untrained_digits_and_invents_nothing():
     assert lines[2 + 9] == "| 9 | **0.600** | 0.500 |  |"
     for d in (0, 2, 3, 4, 5, 6, 7, 8):
         assert lines[2 + d] == f"| {d} | – | – | {mf.NOT_TRAINED} |"
-    assert lines[-1] == "| mean of 2 | 0.350 | 0.650 | |"
+    assert lines[-1] == "| mean of 2 | 0.3500 | 0.6500 | |"
 
 
 def test_holdout_markdown_nothing_trained():

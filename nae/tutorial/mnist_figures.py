@@ -123,7 +123,7 @@ def holdout_markdown(rows: Mapping[int, Optional[Mapping[str, float]]], labels: 
 
     ``rows[d]`` is ``{label: auroc}`` for a trained digit and ``None`` (or absent) for a
     digit without a model, which is shown as :data:`NOT_TRAINED`; no number is made up.
-    ``notes[d]`` adds a last column (e.g. budget and wall time).
+    ``notes[d]`` adds a last column (e.g. budget and wall time).  The mean row has four decimals.
     """
     notes = notes or {}
     head = "| held-out digit | " + " | ".join(f"AUROC {lb}" for lb in labels) + " | |"
@@ -143,7 +143,8 @@ def holdout_markdown(rows: Mapping[int, Optional[Mapping[str, float]]], labels: 
     trained = [r for d, r in rows.items() if r and d in digits]
     if trained:
         means = [np.mean([r[lb] for r in trained if r.get(lb) is not None]) for lb in labels]
-        lines.append(f"| mean of {len(trained)} | " + " | ".join(_fmt(m) for m in means) + " | |")
+        # four decimals: a mean of 0.8996 must not read as a target of 0.900 met
+        lines.append(f"| mean of {len(trained)} | " + " | ".join(_fmt(m, 4) for m in means) + " | |")
     return "\n".join(lines)
 
 
