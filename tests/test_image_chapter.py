@@ -50,3 +50,21 @@ def test_the_full_budget_uses_the_stored_timings_and_says_where_they_come_from()
     assert rows["ours, fp32"]["ae_steps"] == 15 * 352 and rows["ours, fp32"]["nae_iters"] == 84
     md = ch.compute_markdown(rows)
     assert saved["hardware"] in md and "benchmarks/chapter_cost.py" in md
+
+
+def test_default_precisions_time_bf16_live_only_where_it_is_native(monkeypatch):
+    """Live timing skips emulated bf16 (minutes per row on an AVX2 CPU); stored rows keep both."""
+    from nae import speed
+    from nae import cost
+
+    timed = []
+    monkeypatch.setattr(cost, "measure", lambda c, prec, **kw: timed.append(prec) or
+                        {"ae_step_s": 1.0, "z_pass_s": 1.0, "x_pass_s": 1.0, "loss_step_s": 1.0,
+                         "batch": c.data.batch_size, "n_neg": c.data.batch_size, "precision": prec})
+    ch = ImageChapter("cifar10_ood_cpu", "smoke")
+    monkeypatch.setattr(speed, "cpu_bf16_native", lambda: False)
+    assert {k.split(", ")[1] for k in ch.compute_rows()} == {"fp32"} and set(timed) == {"fp32"}
+    monkeypatch.setattr(speed, "cpu_bf16_native", lambda: True)
+    assert {k.split(", ")[1] for k in ch.compute_rows()} == {"fp32", "bf16"}
+    full = ImageChapter("cifar10_ood_gpu", "full").compute_rows()   # stored: both, nothing timed
+    assert {k.split(", ")[1] for k in full} == {"fp32", "bf16"}

@@ -94,7 +94,7 @@ class ImageChapter:
         f = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / f"cost_{self.config_name}.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
-    def compute_rows(self, precisions: Sequence[str] = ("fp32", "bf16"), reps: int = 2,
+    def compute_rows(self, precisions: Optional[Sequence[str]] = None, reps: int = 2,
                      stored: Optional[bool] = None) -> dict:
         """Step times multiplied out for the original schedule (original data size) and for this
         recipe's schedule (our data).
@@ -102,9 +102,12 @@ class ImageChapter:
         ``stored`` (default: in the full budget, when :meth:`stored_costs` has them): the timings
         of ``benchmarks/chapter_cost.py``, measured on an idle machine; else measured now
         (``nae.cost.measure``).  The smoke budget measures the smoke config (tiny batches: the
-        figures only show that the code runs)."""
+        figures only show that the code runs).  ``precisions`` (default fp32 and bf16): timed
+        now, bf16 only where this CPU runs it natively; emulated bf16 (an AVX2-only CPU) is about
+        7x slower, ``auto`` never picks it there, and timing it would cost minutes for nothing."""
         from .. import cost
         from ..config import load_config
+        from ..speed import cpu_bf16_native
 
         cfg = self.cfg
         orig_cfg = load_config(self.config_name, budget=self.budget)  # the original's settings
@@ -115,6 +118,8 @@ class ImageChapter:
         if stored and saved is None:
             raise FileNotFoundError(f"no stored timings for {self.config_name}: run "
                                     f"python benchmarks/chapter_cost.py --config {self.config_name}")
+        if precisions is None:
+            precisions = ("fp32", "bf16") if saved is not None or cpu_bf16_native() else ("fp32",)
 
         def timings(c, prec, n_neg, only=None):
             if saved is not None:
