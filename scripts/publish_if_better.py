@@ -29,8 +29,9 @@ sys.path.insert(0, str(HERE))
 
 def last_checkpoint_step(run_dir: Path) -> tuple[str, int]:
     """(phase, step) of the run's last checkpoint event in ``metrics.jsonl``."""
-    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    ckpts = [e for e in events if e.get("event") == "checkpoint"]
+    from nae.diagnostics import read_metrics
+
+    ckpts = [e for e in read_metrics(run_dir) if e.get("event") == "checkpoint"]
     if not ckpts:
         raise SystemExit(f"{run_dir} has no checkpoint yet: nothing to finish or publish")
     return ckpts[-1]["phase"], int(ckpts[-1]["step"])
