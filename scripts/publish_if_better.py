@@ -1,18 +1,24 @@
-"""Finishes a run that continued a published model, evaluates it on the test splits, and
-publishes it in place of the published model only if it is better there.
+"""Finishes a run that continued a published model, compares the two on the *validation*
+split, and publishes the run in place of the published model only if it is better there.
 
     python scripts/publish_if_better.py RUN_DIR NAME --note "what the continuation did"
-    python scripts/publish_if_better.py RUN_DIR NAME --dry-run     # evaluate and compare only
+    python scripts/publish_if_better.py RUN_DIR NAME --dry-run     # compare only
 
 The run (e.g. ``python -m nae train mnist_holdout --out RUN "data.holdout=[8]"
 train.init_ae=mnist_holdout_8 train.init_nae=mnist_holdout_8 ...``, stopped by
 ``--max-minutes`` or SIGTERM) is first finished at its last checkpoint
 (``nae train --resume --out RUN train.nae.max_iters=STEP``: no further iteration, the final
-``model.pt`` is written).  "Better" is the mean test AUROC over the recipe's outlier sets
-(``nae.tutorial.recipes``; the held-out digit for a hold-out model), on the recipe's number
-of test images, against the mean stored in ``pretrained/manifest.json``.  The comparison is
-printed either way; the published model is replaced only when the run is better, with the
-note in its manifest entry (``scripts/make_pretrained.py --publish`` does the publishing).
+``model.pt`` is written).
+
+"Better" is the mean validation AUROC over the outlier sets the run watched during training
+(``data.ood_val`` and ``data.ood_target``; the held-out digit for a hold-out model), both
+models scored on the same validation images (the run's ``data.n_val`` of each side).  The
+test split decides nothing: a short NAE run's AUROC moves by a few hundredths between
+validations, so keeping whichever of two models scores higher on the test images would
+ratchet the published test numbers upwards by chance.  The test AUROCs of both are printed
+for information (the manifest entry records the run's).  The published model is replaced
+only when the run is better, with the note in its manifest entry
+(``scripts/make_pretrained.py --publish`` does the publishing).
 """
 from __future__ import annotations
 
@@ -55,6 +61,19 @@ def mean_auroc(auroc: dict) -> float:
     return sum(vals) / len(vals)
 
 
+def watched_sets(cfg) -> list[str]:
+    """The outlier sets a run validates against during NAE training, in order, no repeats."""
+    names = [cfg.data.ood_val, cfg.data.ood_target]
+    return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+
+def validation_aurocs(model, cfg) -> dict:
+    """``{set: AUROC}`` on the validation split of ``cfg`` for each watched outlier set."""
+    from nae.tutorial.mnist_figures import validation_auroc
+
+    return {name: validation_auroc(model, cfg, name) for name in watched_sets(cfg)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
@@ -62,27 +81,30 @@ def main(argv=None):
     p.add_argument("--note", default="", help="the manifest's note: what the continuation did")
     p.add_argument("--description", default="", help="the manifest's description (default: the recipe's)")
     p.add_argument("--hardware", default="", help="where the continuation trained (default: this machine)")
-    p.add_argument("--dry-run", action="store_true", help="evaluate and compare, publish nothing")
+    p.add_argument("--dry-run", action="store_true", help="compare, publish nothing")
     a = p.parse_args(argv)
 
     from nae.evaluate import evaluate_model
-    from nae.pretrained import read_manifest
+    from nae.pretrained import load_pretrained, read_manifest
     from nae.run import load_run
     from nae.tutorial.recipes import get_recipe
 
     recipe = get_recipe(a.name)
     finish(a.run_dir)
-    model = load_run(a.run_dir)
-    res = evaluate_model(model, model.config, recipe.ood, n=recipe.eval_n, precision="fp32")
-    old = read_manifest()[a.name]["metrics"]["auroc"]
-    new_mean, old_mean = mean_auroc(res["auroc"]), mean_auroc(old)
-    print(f"{a.name}: test AUROC (n = {res['n_in']} inliers) run {json.dumps(res['auroc'])} "
-          f"mean {new_mean:.4f}; published {json.dumps(old)} mean {old_mean:.4f}", flush=True)
+    model, published = load_run(a.run_dir), load_pretrained(a.name)
+    cfg = model.config
+    val_new, val_old = validation_aurocs(model, cfg), validation_aurocs(published, cfg)
+    new_mean, old_mean = mean_auroc(val_new), mean_auroc(val_old)
+    print(f"{a.name}: validation AUROC (n_val = {cfg.data.n_val}) run {json.dumps(val_new)} mean {new_mean:.4f}; "
+          f"published {json.dumps(val_old)} mean {old_mean:.4f}", flush=True)
+    res = evaluate_model(model, cfg, recipe.ood, n=recipe.eval_n, precision="fp32")
+    print(f"for information, test AUROC (n = {res['n_in']} inliers): run {json.dumps(res['auroc'])}; "
+          f"published {json.dumps(read_manifest()[a.name]['metrics']['auroc'])}", flush=True)
     if new_mean <= old_mean:
-        print("not better: the published model stays")
+        print("not better on the validation split: the published model stays")
         return 1
     if a.dry_run:
-        print("better (dry run: nothing published)")
+        print("better on the validation split (dry run: nothing published)")
         return 0
     from make_pretrained import main as make_main
 

@@ -36,3 +36,12 @@ def test_a_run_without_checkpoint_is_refused(tmp_path):
 
 def test_mean_auroc_skips_absent_sets():
     assert pib.mean_auroc({"a": 0.8, "b": None, "c": 1.0}) == pytest.approx(0.9)
+
+
+def test_the_watched_sets_decide_without_repeats():
+    from nae.config import load_config
+
+    cfg = load_config("mnist_holdout")
+    assert pib.watched_sets(cfg) == ["Constant", "heldout"]
+    cfg.data.ood_target = "Constant"
+    assert pib.watched_sets(cfg) == ["Constant"]

@@ -19,7 +19,8 @@ more NAE iterations each, from their weights with a fresh optimiser and replay b
 (``train.init_ae=RUN train.init_nae=RUN``), at lr 1e-5 with 32 negatives per step
 (``sampler.n_negatives=32``, the lever tried on digit 1); digit 8 then once more for 499
 iterations the same way, on one core of an AVX2-only AMD EPYC (1,012 NAE iterations in all;
-``scripts/publish_if_better.py`` published it for its better test AUROC).  Their manifest
+``scripts/publish_if_better.py`` published it: validation AUROC of the held-out 8s 0.848 against
+0.833 before the continuation).  Their manifest
 entries say so.
 
 The recipes below reproduce the H200 schedules exactly (AE epochs and NAE iterations as the
