@@ -105,10 +105,18 @@ def published_entry(run_dir) -> tuple:
     return None, None
 
 
+#: written by :func:`publish` into the run directory it published from: that directory is the
+#: source (full-precision weights), not a copy, so its weights differ from the fp16 copies
+SOURCE_MARKER = "published_as.json"
+
+
 def verify_published(run_dir) -> None:
     """For a published model or a copy of one (see :func:`published_entry`): the sha256 of every
-    file it has; a run directory that is not a published model passes unchecked."""
+    file it has; a run directory that is not a published model passes unchecked, and so does
+    the run a model was published from (its :data:`SOURCE_MARKER` names the model)."""
     name, entry = published_entry(run_dir)
+    if name is not None and _is_source_of(Path(run_dir), name):
+        return
     if name is not None:
         verify_files(name, Path(run_dir), entry["files"], required=False)
 
@@ -163,6 +171,13 @@ def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
     return model
 
 
+def _is_source_of(run_dir: Path, name: str) -> bool:
+    try:
+        return json.loads((run_dir / SOURCE_MARKER).read_text()).get("name") == name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _half_copy(src: Path, dst: Path) -> None:
     obj = ckpt.load_checkpoint(src)
     obj["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in obj["model"].items()}
@@ -213,4 +228,10 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
         manifest = read_manifest(root)
         manifest[name] = entry
         write_manifest(manifest, root)
+    if half:  # the run keeps its fp32 weights: mark it as the source, so loading it is not a "corrupt copy"
+        try:
+            (run_dir / SOURCE_MARKER).write_text(json.dumps({"name": name, "root": str(root.resolve()),
+                                                             "weights": "float16 copies"}) + "\n")
+        except OSError:
+            pass  # a read-only run directory: loading it will need verify=False
     return entry

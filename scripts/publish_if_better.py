@@ -18,7 +18,9 @@ validations, so keeping whichever of two models scores higher on the test images
 ratchet the published test numbers upwards by chance.  The test AUROCs of both are printed
 for information (the manifest entry records the run's).  The published model is replaced
 only when the run is better, with the note in its manifest entry
-(``scripts/make_pretrained.py --publish`` does the publishing).
+(``scripts/make_pretrained.py --publish`` does the publishing).  Either way the comparison is
+written to ``RUN_DIR/publish_decision.json``.  ``--against DIR`` compares with another run
+directory instead (e.g. the published model as it was before an earlier continuation).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +77,18 @@ def validation_aurocs(model, cfg) -> dict:
     return {name: validation_auroc(model, cfg, name) for name in watched_sets(cfg)}
 
 
+def nae_iterations(run_dir: Path) -> int:
+    """The NAE iterations a run trained: the largest step of its NAE-phase events."""
+    from nae.diagnostics import read_metrics
+
+    return max((int(e["step"]) for e in read_metrics(run_dir) if e.get("phase") == "nae"), default=0)
+
+
+def decide(val_run: dict, val_against: dict) -> bool:
+    """True when the run is better: a higher mean validation AUROC over the watched sets."""
+    return mean_auroc(val_run) > mean_auroc(val_against)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
@@ -81,30 +96,44 @@ def main(argv=None):
     p.add_argument("--note", default="", help="the manifest's note: what the continuation did")
     p.add_argument("--description", default="", help="the manifest's description (default: the recipe's)")
     p.add_argument("--hardware", default="", help="where the continuation trained (default: this machine)")
+    p.add_argument("--against", type=Path, default=None,
+                   help="compare with this run directory instead of the published model (implies --dry-run)")
+    p.add_argument("--against-label", default=None, help="what --against is, for the printout and the record")
     p.add_argument("--dry-run", action="store_true", help="compare, publish nothing")
     a = p.parse_args(argv)
 
     from nae.evaluate import evaluate_model
-    from nae.pretrained import load_pretrained, read_manifest
+    from nae.pretrained import load_pretrained
     from nae.run import load_run
     from nae.tutorial.recipes import get_recipe
 
     recipe = get_recipe(a.name)
     finish(a.run_dir)
-    model, published = load_run(a.run_dir), load_pretrained(a.name)
+    model = load_run(a.run_dir)
+    against = load_run(a.against, verify=False) if a.against else load_pretrained(a.name)
+    label = a.against_label or (str(a.against) if a.against else f"published {a.name}")
     cfg = model.config
-    val_new, val_old = validation_aurocs(model, cfg), validation_aurocs(published, cfg)
-    new_mean, old_mean = mean_auroc(val_new), mean_auroc(val_old)
-    print(f"{a.name}: validation AUROC (n_val = {cfg.data.n_val}) run {json.dumps(val_new)} mean {new_mean:.4f}; "
-          f"published {json.dumps(val_old)} mean {old_mean:.4f}", flush=True)
-    res = evaluate_model(model, cfg, recipe.ood, n=recipe.eval_n, precision="fp32")
-    print(f"for information, test AUROC (n = {res['n_in']} inliers): run {json.dumps(res['auroc'])}; "
-          f"published {json.dumps(read_manifest()[a.name]['metrics']['auroc'])}", flush=True)
-    if new_mean <= old_mean:
-        print("not better on the validation split: the published model stays")
+    val = {"run": validation_aurocs(model, cfg), "against": validation_aurocs(against, cfg)}
+    print(f"{a.name}: validation AUROC (n_val = {cfg.data.n_val} of each side): run {json.dumps(val['run'])} "
+          f"mean {mean_auroc(val['run']):.4f}; {label} {json.dumps(val['against'])} "
+          f"mean {mean_auroc(val['against']):.4f}", flush=True)
+    test = {k: evaluate_model(m, cfg, recipe.ood, n=recipe.eval_n, precision="fp32")
+            for k, m in (("run", model), ("against", against))}
+    print(f"for information, test AUROC (n = {test['run']['n_in']} inliers): run {json.dumps(test['run']['auroc'])}; "
+          f"{label} {json.dumps(test['against']['auroc'])}", flush=True)
+    better = decide(val["run"], val["against"])
+    dry = a.dry_run or a.against is not None
+    verdict = ("published" if better and not dry else "better (dry run: nothing published)" if better
+               else "not better on the validation split: kept " + label)
+    record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
+              "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
+              "validation_auroc": val, "test_auroc": {k: r["auroc"] for k, r in test.items()},
+              "n_test_in": test["run"]["n_in"], "decision": verdict}
+    (a.run_dir / "publish_decision.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(verdict, flush=True)
+    if not better:
         return 1
-    if a.dry_run:
-        print("better on the validation split (dry run: nothing published)")
+    if dry:
         return 0
     from make_pretrained import main as make_main
 

@@ -398,6 +398,25 @@ def test_a_copied_published_model_is_hash_checked(published_copy, tmp_path):
         evaluate_run(copy, ["Noise"])
 
 
+def test_the_run_a_model_was_published_from_still_loads(tmp_path):
+    from nae.pretrained import publish
+
+    run = tmp_path / "run"
+    Trainer(toy_cfg(), run, progress=False).fit()
+    root = tmp_path / "published"
+    root.mkdir()
+    publish(run, "toy", {"budget": "test"}, root=root)  # fp16 copies: their sha256 differ from run's files
+    shutil.copy(root / "manifest.json", tmp_path / "manifest.json")  # a manifest next to the run, too
+    assert load_run(run).kind == load_run(root / "toy").kind  # the source is not taken for a corrupt copy
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "toy", copy)
+    data = bytearray((copy / "model.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (copy / "model.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):  # a corrupt copy still is
+        load_run(copy)
+
+
 def test_a_broken_manifest_is_a_clear_error(published_copy):
     (published_copy / "manifest.json").write_text('{"toy2d_ae": {"files": ')
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -247,3 +247,25 @@ def test_lever_curves_figure_lines_reference_and_range(tmp_path):
     assert lines[2].get_linestyle() == "--" and list(lines[2].get_ydata()) == [0.91, 0.91]
     assert ax.get_ylim() == (0.7, 0.95)
     matplotlib.pyplot.close(fig)
+
+
+def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
+    import json
+
+    from nae.tutorial.mnist_figures import continuations_markdown
+
+    def record(folder, decision, before, after):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "publish_decision.json").write_text(json.dumps(
+            {"name": "mnist_holdout_3", "nae_iterations": 1234, "decision": decision,
+             "validation_auroc": {"run": {"Constant": 1.0, "heldout": after}, "against": {"Constant": 1.0, "heldout": before}},
+             "test_auroc": {"run": {"heldout": after - 0.01}, "against": {"heldout": before - 0.01}}}))
+
+    record("a_kept", "published", 0.70, 0.75)
+    record("b_dropped", "not better on the validation split: kept published mnist_holdout_3", 0.75, 0.72)
+    (tmp_path / "no_record").mkdir()
+    rows = continuations_markdown(tmp_path).splitlines()
+    assert len(rows) == 4 and rows[0].startswith("| run |")
+    assert "a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | published |" in rows[2]
+    assert rows[3].endswith("| not better: not published |")
+    assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")

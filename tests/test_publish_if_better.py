@@ -45,3 +45,17 @@ def test_the_watched_sets_decide_without_repeats():
     assert pib.watched_sets(cfg) == ["Constant", "heldout"]
     cfg.data.ood_target = "Constant"
     assert pib.watched_sets(cfg) == ["Constant"]
+
+
+def test_a_run_is_better_only_with_a_higher_mean_validation_auroc():
+    assert pib.decide({"Constant": 1.0, "heldout": 0.85}, {"Constant": 1.0, "heldout": 0.84})
+    assert not pib.decide({"Constant": 1.0, "heldout": 0.84}, {"Constant": 1.0, "heldout": 0.84})
+    assert not pib.decide({"heldout": 0.80}, {"heldout": 0.81})
+
+
+def test_nae_iterations_is_the_last_nae_step_also_after_the_run_finished(tmp_path):
+    run = _run(tmp_path, [{"event": "step", "phase": "ae", "step": 900},
+                          {"event": "step", "phase": "nae", "step": 500},
+                          {"event": "phase_end", "phase": "nae", "step": 502},
+                          {"event": "checkpoint", "phase": "finished", "step": 0}])
+    assert pib.nae_iterations(run) == 502

@@ -221,6 +221,31 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
     return out
 
 
+def continuations_markdown(folder) -> str:
+    """The continuations tried and what became of them: one row per ``publish_decision.json``
+    (written by ``scripts/publish_if_better.py``) in the sub-folders of ``folder``, with the
+    held-out digit's validation AUROC (which decided) and test AUROC (for information) of the
+    continued model and of the model it continued."""
+    import json
+
+    recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision.json")]
+    if not recs:
+        return f"no continuation records in {folder}"
+    head = ("| run | NAE iterations | validation AUROC: before → after | test AUROC: before → after | decision |\n"
+            "|---|---:|---:|---:|---|")
+    lines = [head]
+    for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1])):
+        v, t = rec["validation_auroc"], rec["test_auroc"]
+        key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
+        verdict = ("published" if rec["decision"] == "published" else
+                   "better, not published (dry run)" if rec["decision"].startswith("better") else "not better: not published")
+        lines.append(f"| {rec['name']}: {name} | {rec['nae_iterations']:,} | "
+                     f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
+                     f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
+                     f"{verdict} |")
+    return "\n".join(lines)
+
+
 def validation_auroc(model, cfg, ood: str = "heldout") -> float:
     """The AUROC that training logs at each validation (validation split, ``data.n_val``
     images of each side), for a model that was not logged that way, e.g. the pre-trained AE."""
