@@ -81,6 +81,9 @@ def main(argv=None):
                    help="with --publish: 'ae' publishes a finished AE phase (a milestone)")
     p.add_argument("--description", default="", help="with --publish: the manifest's description")
     p.add_argument("--note", default="", help="with --publish: budget and levers, for the manifest")
+    p.add_argument("--nae-iterations", type=int, default=None,
+                   help="with --publish: the NAE iterations the weights have in all, when the run continued "
+                        "a published model (its own log counts only the continuation)")
     p.add_argument("--hardware", default="",
                    help="with --publish: where the run trained, when not on this machine (e.g. 'NVIDIA H200')")
     a = p.parse_args(argv)
@@ -99,6 +102,8 @@ def main(argv=None):
                 "overrides": (list(r.overrides) + list(r.full)) if r else [],  # the run's config.yml has them all
                 "hardware": a.hardware or (hardware() + _load()), "wall_time_s": round(wall_s, 1),
                 "description": a.description or (r.description if r else "")}
+        if a.nae_iterations is not None:
+            info["nae_iterations"] = a.nae_iterations
         metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
                               eval_n=r.eval_n if r else 1000, stage=a.stage)
         print(f"published {a.publish} as {a.names[0]} (stage {a.stage}): {metrics}")

@@ -137,7 +137,9 @@ def main(argv=None):
         return 0
     from make_pretrained import main as make_main
 
-    args = [a.name, "--publish", str(a.run_dir), "--note", a.note]
+    before = getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
+    args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
+            "--nae-iterations", str(before + record["nae_iterations"])]
     args += ["--description", a.description] if a.description else []
     args += ["--hardware", a.hardware] if a.hardware else []
     make_main(args)

@@ -97,7 +97,8 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
         model = load_pretrained(name, which=which)
         m = model.manifest
         model.provenance = {"source": f"pretrained/{name}", "budget": m.get("budget"),
-                            "hardware": m.get("hardware"), "wall_time_s": m.get("wall_time_s")}
+                            "hardware": m.get("hardware"), "wall_time_s": m.get("wall_time_s"),
+                            "nae_iterations": m.get("nae_iterations")}  # in all, for a continued model
         return model
     run_dir = RUNS / b / name
     done = (run_dir / "model.pt").exists()

@@ -20,8 +20,11 @@ more NAE iterations each, from their weights with a fresh optimiser and replay b
 (``sampler.n_negatives=32``, the lever tried on digit 1); digit 8 then once more for 499
 iterations the same way, on one core of an AVX2-only AMD EPYC (1,012 NAE iterations in all;
 ``scripts/publish_if_better.py`` published it: validation AUROC of the held-out 8s 0.848 against
-0.833 before the continuation).  Their manifest
-entries say so.
+0.833 before the continuation).  Digit 3 was continued the same way for 694 iterations on the
+AMD core (940 in all; validation AUROC 0.870 against 0.773, test 0.880 against 0.797); a
+continuation of digit 5 (121 iterations) was worse on validation and was not kept
+(``benchmarks/results/holdout_continuations/``).  Their manifest entries say so
+(``nae_iterations`` counts all iterations of a continued model).
 
 The recipes below reproduce the H200 schedules exactly (AE epochs and NAE iterations as the
 time boxes gave them).  ``FULL`` holds what every model shares.
