@@ -123,28 +123,24 @@ def main(argv=None):
           f"{label} {json.dumps(test['against']['auroc'])}", flush=True)
     better = decide(val["run"], val["against"])
     dry = a.dry_run or a.against is not None
-    verdict = ("published" if better and not dry else "better (dry run: nothing published)" if better
-               else "not better on the validation split: kept " + label)
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
               "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
               "validation_auroc": val, "test_auroc": {k: r["auroc"] for k, r in test.items()},
-              "n_test_in": test["run"]["n_in"], "decision": verdict}
+              "n_test_in": test["run"]["n_in"], "better": better, "published": False}
+    if better and not dry:
+        from make_pretrained import main as make_main
+
+        before = getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
+        args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
+                "--nae-iterations", str(before + record["nae_iterations"])]
+        args += ["--description", a.description] if a.description else []
+        args += ["--hardware", a.hardware] if a.hardware else []
+        make_main(args)
+        record["published"] = True  # only once the publishing went through
     (a.run_dir / "publish_decision.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(verdict, flush=True)
-    if not better:
-        return 1
-    if dry:
-        return 0
-    from make_pretrained import main as make_main
-
-    before = getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
-    args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
-            "--nae-iterations", str(before + record["nae_iterations"])]
-    args += ["--description", a.description] if a.description else []
-    args += ["--hardware", a.hardware] if a.hardware else []
-    make_main(args)
-    return 0
-
+    print("published" if record["published"] else "better (dry run: nothing published)" if better
+          else "not better on the validation split: kept " + label, flush=True)
+    return 0 if better else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -254,15 +254,15 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
 
     from nae.tutorial.mnist_figures import continuations_markdown
 
-    def record(folder, decision, before, after):
+    def record(folder, better, published, before, after):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "publish_decision.json").write_text(json.dumps(
-            {"name": "mnist_holdout_3", "nae_iterations": 1234, "decision": decision,
+            {"name": "mnist_holdout_3", "nae_iterations": 1234, "better": better, "published": published,
              "validation_auroc": {"run": {"Constant": 1.0, "heldout": after}, "against": {"Constant": 1.0, "heldout": before}},
              "test_auroc": {"run": {"heldout": after - 0.01}, "against": {"heldout": before - 0.01}}}))
 
-    record("a_kept", "published", 0.70, 0.75)
-    record("b_dropped", "not better on the validation split: kept published mnist_holdout_3", 0.75, 0.72)
+    record("a_kept", True, True, 0.70, 0.75)
+    record("b_dropped", False, False, 0.75, 0.72)
     (tmp_path / "no_record").mkdir()
     rows = continuations_markdown(tmp_path).splitlines()
     assert len(rows) == 4 and rows[0].startswith("| run |")

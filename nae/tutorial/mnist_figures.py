@@ -237,8 +237,8 @@ def continuations_markdown(folder) -> str:
     for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1])):
         v, t = rec["validation_auroc"], rec["test_auroc"]
         key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
-        verdict = ("published" if rec["decision"] == "published" else
-                   "better, not published (dry run)" if rec["decision"].startswith("better") else "not better: not published")
+        verdict = ("published" if rec["published"] else "better, not published (dry run)" if rec["better"]
+                   else "not better: not published")
         lines.append(f"| {rec['name']}: {name} | {rec['nae_iterations']:,} | "
                      f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
