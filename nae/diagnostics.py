@@ -22,18 +22,48 @@ from typing import Optional
 import numpy as np
 
 
-def read_metrics(run_dir) -> list[dict]:
-    """Every event of ``RUN_DIR/metrics.jsonl``; a step logged twice (after a resume) keeps its last record."""
+def read_metrics(run_dir, history: bool = False) -> list[dict]:
+    """Every event of ``RUN_DIR/metrics.jsonl``; a step logged twice (after a resume) keeps its last record.
+
+    ``history=True``: for a published model that continued earlier runs, their logs
+    (``history.jsonl``, see :data:`nae.pretrained.HISTORY`) come first, and the NAE iterations of
+    each later run are counted on from where the run before it ended, so the curves show the
+    model's whole training.  Every record then has ``"segment"`` (0 = the first run) and
+    ``"segment_step"`` (its step in its own run); :func:`segment_starts` gives the iterations
+    where each continuation began.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         from .errors import CheckpointError
 
         raise CheckpointError(f"{path} does not exist: give a run directory written by `nae train`")
+    logs = []
+    hist = Path(run_dir) / "history.jsonl"
+    if history and hist.is_file():
+        by_segment: dict = {}
+        for line in hist.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                by_segment.setdefault(r.get("segment", 0), []).append(r)
+        logs = [by_segment[k] for k in sorted(by_segment)]
+    logs.append([json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+    out, offset = [], 0
+    for k, records in enumerate(logs):
+        part = _last_record_per_step(records)
+        if history:
+            for r in part:
+                r["segment"], r["segment_step"] = k, r.get("step")
+                if r.get("phase") == "nae" and r.get("step") is not None:
+                    r["step"] = r["step"] + offset
+            offset = max((r["step"] for r in part if r.get("phase") == "nae" and r.get("step") is not None),
+                         default=offset)
+        out += part
+    return out
+
+
+def _last_record_per_step(records) -> list[dict]:
     seen, out = {}, []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    for r in records:
         if r.get("event") in ("step", "validation"):
             key = (r["event"], r.get("phase"), r.get("step"))
             if key in seen:
@@ -42,6 +72,17 @@ def read_metrics(run_dir) -> list[dict]:
             seen[key] = len(out)
         out.append(r)
     return out
+
+
+def segment_starts(records) -> list[int]:
+    """The NAE iterations at which each continuation began, in records read with
+    ``read_metrics(..., history=True)`` (empty for a model trained in one run)."""
+    starts = {}
+    for r in records:
+        k = r.get("segment")
+        if k and r.get("phase") == "nae" and r.get("step") is not None:
+            starts[k] = r["step"] - r["segment_step"]  # the offset of the segment's iterations
+    return [starts[k] for k in sorted(starts)]
 
 
 def series(records, key: str, event: str = "step", phase: str = "nae") -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +137,13 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
-def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3.0)):
+def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3.0), history: bool = True):
     """Two panels: E(x+) and E(x-) against the NAE iteration (log scale), and the validation
-    AUROC of each watched outlier set.  Returns the matplotlib figure."""
+    AUROC of each watched outlier set.  ``history``: for a published model that continued earlier
+    runs, show them too (a dotted line where each continuation began).  Returns the figure."""
     import matplotlib.pyplot as plt
 
-    rec = read_metrics(run_dir)
+    rec = read_metrics(run_dir, history=history)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
     for key, label, color in (("e_pos", "E(x+), data", "tab:blue"), ("e_neg", "E(x-), samples", "tab:red")):
         xs, ys = series(rec, key)
@@ -120,6 +162,9 @@ def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3
         xs, ys = series(rec, key, event="validation")
         a2.plot(xs, ys, "o-", ms=3, lw=1.2, label=key[len("auroc_"):])
     a2.axhline(0.5, color="k", lw=0.8, ls=":")
+    for x in segment_starts(rec):
+        for ax in (a1, a2):
+            ax.axvline(x, color="0.5", lw=0.8, ls=":")
     a2.set_ylim(0, 1.02)
     a2.set_xlabel("NAE iteration")
     a2.set_ylabel("validation AUROC")

@@ -55,6 +55,32 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
     return res
 
 
+def watched_sets(cfg) -> list[str]:
+    """The outlier sets a run validates against during NAE training (``data.ood_val`` and
+    ``data.ood_target``), in order, without repeats."""
+    names = [cfg.data.ood_val, cfg.data.ood_target]
+    return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+
+@torch.no_grad()
+def validation_auroc(model, cfg, ood: str = "heldout", precision: str = "fp32") -> float:
+    """The AUROC that training logs at each validation: the validation split of the inliers
+    against the validation split of ``ood``, ``data.n_val`` images of each (2,000 when unset).
+    For scoring a model that was not logged that way (the pre-trained AE, a model another run
+    continued) on the very images a run validated on."""
+    from .data import training_sets
+    from .metrics import auroc
+    from .speed import autocast, resolve_precision
+
+    prec = resolve_precision(precision, model.device)
+    _, val = training_sets(cfg)
+    x_out = outlier_set(cfg, ood, "val", n=cfg.data.n_val or 2000).as_float()
+    bs = cfg.data.eval_batch_size
+    with autocast(model.device, prec):
+        e_in, e_out = model.predict(val.as_float(), bs), model.predict(x_out, bs)
+    return float(auroc(e_in.numpy(), e_out.numpy()))
+
+
 def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "final", n=None, device="cpu",
                  precision: str = "auto") -> dict:
     """Loads a run directory (or published model directory) and evaluates it."""

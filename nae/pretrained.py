@@ -25,6 +25,9 @@ from .errors import CheckpointError
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 MANIFEST = "manifest.json"
 RUN_FILES = ("config.yml", "model.pt", "ae.pt", "metrics.jsonl")
+#: the logs of the runs a continued model went through before its own (``metrics.jsonl``): every
+#: record of an earlier log, oldest first, with ``"segment": k`` (0 = the first run) added
+HISTORY = "history.jsonl"
 
 
 def sha256(path) -> str:
@@ -178,6 +181,37 @@ def _is_source_of(run_dir: Path, name: str) -> bool:
         return False
 
 
+def _continues(run_dir: Path, dst: Path, name: str) -> bool:
+    """Did the run start from the weights published as ``name`` (``train.init_nae``)?"""
+    import yaml
+
+    try:
+        init = (yaml.safe_load((run_dir / "config.yml").read_text()) or {}).get("train", {}).get("init_nae")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False
+    if not init:
+        return False
+    return init == name or Path(str(init)).resolve() in (dst.resolve(), (dst / "model.pt").resolve())
+
+
+def _history(run_dir: Path, dst: Path, name: str) -> str:
+    """The text of :data:`HISTORY` for publishing ``run_dir`` over ``dst``: ``dst``'s history when the
+    run is the one published there already (publishing again), that history plus ``dst``'s log as
+    one more segment when the run continued the published model, else nothing (a new model)."""
+    old_log, old_hist = dst / "metrics.jsonl", dst / HISTORY
+    hist = old_hist.read_text() if old_hist.is_file() else ""
+    if not old_log.is_file():
+        return hist if _continues(run_dir, dst, name) else ""
+    new_log = run_dir / "metrics.jsonl"
+    if new_log.is_file() and sha256(new_log) == sha256(old_log):
+        return hist  # the same run published again (e.g. with its metrics filled in)
+    if not _continues(run_dir, dst, name):
+        return ""
+    k = 1 + max((json.loads(x).get("segment", -1) for x in hist.splitlines() if x.strip()), default=-1)
+    lines = [json.dumps({**json.loads(x), "segment": k}) for x in old_log.read_text().splitlines() if x.strip()]
+    return hist + "".join(x + "\n" for x in lines)
+
+
 def _half_copy(src: Path, dst: Path) -> None:
     obj = ckpt.load_checkpoint(src)
     obj["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in obj["model"].items()}
@@ -198,10 +232,14 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
     root = Path(root or PRETRAINED_DIR)
     run_dir = Path(run_dir)
     dst = root / name
+    history = _history(run_dir, dst, name)
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     files = {}
+    if history:
+        (dst / HISTORY).write_text(history)
+        files[HISTORY] = sha256(dst / HISTORY)
     for fname in RUN_FILES:
         src = run_dir / fname
         if not src.is_file():

@@ -504,10 +504,9 @@ class Trainer:
         if self.state["phase"] == "nae":
             from .metrics import auroc
 
-            for key in ("ood_val", "ood_target"):
-                name = getattr(self.cfg.data, key)
-                if not name:
-                    continue
+            from .evaluate import watched_sets
+
+            for name in watched_sets(self.cfg):
                 try:
                     ood = self._ood_cache(name)
                 except NAEError as e:

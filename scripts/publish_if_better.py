@@ -64,15 +64,9 @@ def mean_auroc(auroc: dict) -> float:
     return sum(vals) / len(vals)
 
 
-def watched_sets(cfg) -> list[str]:
-    """The outlier sets a run validates against during NAE training, in order, no repeats."""
-    names = [cfg.data.ood_val, cfg.data.ood_target]
-    return [n for i, n in enumerate(names) if n and n not in names[:i]]
-
-
 def validation_aurocs(model, cfg) -> dict:
     """``{set: AUROC}`` on the validation split of ``cfg`` for each watched outlier set."""
-    from nae.tutorial.mnist_figures import validation_auroc
+    from nae.evaluate import validation_auroc, watched_sets
 
     return {name: validation_auroc(model, cfg, name) for name in watched_sets(cfg)}
 

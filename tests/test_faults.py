@@ -444,3 +444,43 @@ def test_nae_data_reports_a_truncated_idx_file(tmp_path, gz):
             (d / name).write_bytes(raw)
     row = next(r for r in nae.data.list_datasets(tmp_path) if r["name"] == "MNIST")
     assert row["found"] and "truncated" in row.get("error", "") and "train-images" in row["error"]
+
+
+def test_publishing_a_continuation_keeps_the_earlier_log(tmp_path):
+    from nae.diagnostics import read_metrics, segment_starts, series
+    from nae.pretrained import HISTORY, publish, read_manifest
+
+    root = tmp_path / "published"
+    first = tmp_path / "first"
+    Trainer(toy_cfg(), first, progress=False).fit()
+    publish(first, "toy", {"budget": "test"}, root=root)
+    assert not (root / "toy" / HISTORY).exists()  # a model trained in one run has no history
+    first_log = (root / "toy" / "metrics.jsonl").read_text()
+
+    second = tmp_path / "second"  # continues the published weights
+    Trainer(toy_cfg("train.nae.max_iters=5", f"train.init_ae={root / 'toy'}", f"train.init_nae={root / 'toy'}"), second, progress=False).fit()
+    publish(second, "toy", {"budget": "test"}, root=root)
+    publish(second, "toy", {"budget": "test, metrics filled in"}, root=root)  # publishing the same run again
+    hist = [json.loads(x) for x in (root / "toy" / HISTORY).read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "segment"} for r in hist] == \
+        [json.loads(x) for x in first_log.splitlines()]
+    assert {r["segment"] for r in hist} == {0}
+    assert HISTORY in read_manifest(root)["toy"]["files"]  # hash-checked like the other files
+    nae.load_pretrained("toy", root=root)
+
+    rec = read_metrics(root / "toy", history=True)
+    xs, _ = series(rec, "val_energy", event="validation")
+    assert segment_starts(rec) == [8] and xs.max() == 8 + 5  # the continuation counts on from 8
+    assert series(read_metrics(root / "toy"), "val_energy", event="validation")[0].max() == 5  # its own log
+
+    third = tmp_path / "third"  # continues the continuation: one more segment
+    Trainer(toy_cfg("train.nae.max_iters=3", f"train.init_ae={root / 'toy'}", f"train.init_nae={root / 'toy'}"), third, progress=False).fit()
+    publish(third, "toy", {"budget": "test"}, root=root)
+    rec = read_metrics(root / "toy", history=True)
+    assert segment_starts(rec) == [8, 13] and series(rec, "val_energy", event="validation")[0].max() == 16
+
+    fresh = tmp_path / "fresh"  # a new model under the same name: the history goes
+    Trainer(toy_cfg(), fresh, progress=False).fit()
+    publish(fresh, "toy", {"budget": "test"}, root=root)
+    assert not (root / "toy" / HISTORY).exists()
+    assert HISTORY not in read_manifest(root)["toy"]["files"]

@@ -7,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import publish_if_better as pib  # noqa: E402
+from nae.evaluate import watched_sets  # noqa: E402
 
 
 def _run(tmp_path, events):
@@ -42,9 +43,9 @@ def test_the_watched_sets_decide_without_repeats():
     from nae.config import load_config
 
     cfg = load_config("mnist_holdout")
-    assert pib.watched_sets(cfg) == ["Constant", "heldout"]
+    assert watched_sets(cfg) == ["Constant", "heldout"]
     cfg.data.ood_target = "Constant"
-    assert pib.watched_sets(cfg) == ["Constant"]
+    assert watched_sets(cfg) == ["Constant"]
 
 
 def test_a_run_is_better_only_with_a_higher_mean_validation_auroc():

@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..evaluate import validation_auroc  # noqa: F401  (re-exported: notebook 02 scores the AEs with it)
 from ..viz import show_images
 
 #: what the hold-out table and chart say for a digit without a trained model
@@ -203,21 +204,18 @@ def sample_figure(x: torch.Tensor, nrow: int = 8, title: Optional[str] = None, s
 
 def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout", phase: str = "nae") -> dict:
     """``{digit: [(iteration, value), ...]}`` from each run's ``metrics.jsonl`` (the periodic
-    validations: by default the AUROC of the held-out digit on the validation split)."""
-    import json
+    validations: by default the AUROC of the held-out digit on the validation split).  For a
+    published model that continued earlier runs the whole history counts, the iterations of each
+    continuation counted on from where the run before it ended (``read_metrics(history=True)``)."""
+    from ..diagnostics import read_metrics, series
 
     out = {}
     for d, run_dir in run_dirs.items():
-        path = Path(run_dir) / "metrics.jsonl"
-        if not path.is_file():
+        if not (Path(run_dir) / "metrics.jsonl").is_file():
             continue
-        pts = {}
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("event") == "validation" and r.get("phase") == phase and key in r:
-                pts[r["step"]] = r[key]  # a step validated twice (an extended run): the last value
-        if pts:
-            out[d] = sorted(pts.items())
+        xs, ys = series(read_metrics(run_dir, history=True), key, event="validation", phase=phase)
+        if len(xs):
+            out[d] = [(int(x), float(y)) for x, y in zip(xs, ys)]
     return out
 
 
@@ -244,19 +242,6 @@ def continuations_markdown(folder) -> str:
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
                      f"{verdict} |")
     return "\n".join(lines)
-
-
-def validation_auroc(model, cfg, ood: str = "heldout") -> float:
-    """The AUROC that training logs at each validation (validation split, ``data.n_val``
-    images of each side), for a model that was not logged that way, e.g. the pre-trained AE."""
-    from ..metrics import auroc
-    from ..data import outlier_set, training_sets
-
-    _, val = training_sets(cfg)
-    x_out = outlier_set(cfg, ood, "val", n=cfg.data.n_val or 2000).as_float()
-    bs = cfg.data.eval_batch_size
-    e_in, e_out = model.predict(val.as_float(), bs), model.predict(x_out, bs)
-    return float(auroc(e_in.numpy(), e_out.numpy()))
 
 
 def validation_curves_figure(curves: Mapping[int, Sequence], ae_auroc: Optional[Mapping[int, float]] = None,
@@ -366,10 +351,11 @@ def ae_failure_markdown(report: Mapping) -> str:
 def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: float = 2.2):
     """One small panel per hold-out model: E(x+) (data) and E(x-) (negatives) against the NAE
     iteration (running means of the logged steps, log scale), titled with the digit and the
-    equilibrium ratio mean E(x-) / mean E(x+) over the last tenth of the run.  Returns the figure."""
+    equilibrium ratio mean E(x-) / mean E(x+) over the last tenth of the last run.  A continued
+    model shows its whole history, a dotted line where each continuation began.  Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from ..diagnostics import equilibrium, read_metrics, series
+    from ..diagnostics import equilibrium, read_metrics, segment_starts, series
 
     digits = sorted(run_dirs)
     nrows = max(1, -(-len(digits) // ncols))
@@ -378,13 +364,15 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
     for ax in axes.flat[len(digits):]:
         ax.axis("off")
     for ax, d in zip(axes.flat, digits):
-        rec = read_metrics(run_dirs[d])
+        rec = read_metrics(run_dirs[d], history=True)
         for key, color in (("e_pos", "tab:blue"), ("e_neg", "tab:red")):
             xs, ys = series(rec, key)
             if len(xs):
                 w = max(1, len(ys) // 10)
                 ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.4, color=color,
                         label="E(x+)" if key == "e_pos" else "E(x-)")
+        for x in segment_starts(rec):
+            ax.axvline(x, color="0.5", lw=0.8, ls=":")
         ratio = equilibrium(run_dirs[d])["ratio"]
         ax.set_yscale("log")
         ax.set_title(f"digit {d}: ratio {ratio:.2f}" if ratio is not None else f"digit {d}", fontsize=9)
