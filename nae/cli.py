@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--ood", help="comma-separated outlier sets (default: the paper's list for the in-distribution set)")
     e.add_argument("--json", help="also write the results to this JSON file")
-    e.add_argument("--which", choices=["final", "ae"], default="final", help="ae: the pre-trained AE of the run")
+    e.add_argument("--which", choices=["final", "ae", "ema"], default="final",
+                   help="ae: the pre-trained AE of the run; ema: the moving average of its NAE weights (train.nae.ema)")
     e.add_argument("--n", type=int, help="use only the first n test samples of each set")
     e.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default): bf16 where it is fast, as in training (see nae.speed)")
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, default=8, help="images per row of the .png grid (default 8)")
     s.add_argument("--z-steps", type=int, help="latent chain length (default: the config's)")
     s.add_argument("--x-steps", type=int, help="input chain length (default: the config's)")
-    s.add_argument("--which", choices=["final", "ae"], default="final")
+    s.add_argument("--which", choices=["final", "ae", "ema"], default="final")
     s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default): bf16 where it is fast, as in training (see nae.speed)")
     s.set_defaults(func=_sample)

@@ -137,6 +137,11 @@ class NAEPhaseConfig:
     loss: str = "energy_difference"    #: energy_difference (original NAE) | energy_difference_over_T (NAE_L2_OMI)
     val_every: int = 1000
     clip_grad_norm: Optional[float] = None
+    #: decay of an exponential moving average of the weights, per NAE iteration (e.g. 0.99: an
+    #: average over about the last 100 iterations); validations score it too (``ema_auroc_*``) and
+    #: the run saves it as ``ema.pt`` (``load_run(which="ema")``).  Training itself (the chains,
+    #: the gradient steps) never uses it.  None: off (the original)
+    ema: Optional[float] = None
 
     def __post_init__(self):
         self.loss = LOSS_ALIASES.get(self.loss, self.loss)
@@ -414,6 +419,7 @@ _RANGES = {
     "train.nae.max_iters": _NON_NEGATIVE,
     "train.ae.val_every": _POSITIVE,
     "train.nae.val_every": _POSITIVE,
+    "train.nae.ema": (lambda v: 0 < v < 1, "in (0, 1): the weight of the old average at each NAE iteration"),
     "train.ae.patience": _POSITIVE,
     "train.ckpt_every": _POSITIVE,
     "train.ckpt_minutes": _POSITIVE,
@@ -537,7 +543,11 @@ LR_KEYS = ("train.ae.lr", "train.nae.lr", "train.nae.temperature_lr")
 #: settings of speed only, which may change on resume (recorded like a learning rate)
 SPEED_KEYS = ("train.flush_denormal",)
 
-RESUMABLE_KEYS = SCHEDULE_KEYS + LR_KEYS + SPEED_KEYS
+#: what is watched, not what is trained: the moving average of the weights may start (or its
+#: decay change) on resume; it starts from the weights of that iteration
+WATCH_KEYS = ("train.nae.ema",)
+
+RESUMABLE_KEYS = SCHEDULE_KEYS + LR_KEYS + SPEED_KEYS + WATCH_KEYS
 
 
 def config_diff(a: RunConfig, b: RunConfig, ignore=("budget", "device")) -> list:

@@ -24,7 +24,7 @@ from .errors import CheckpointError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 MANIFEST = "manifest.json"
-RUN_FILES = ("config.yml", "model.pt", "ae.pt", "metrics.jsonl")
+RUN_FILES = ("config.yml", "model.pt", "ae.pt", "ema.pt", "metrics.jsonl")
 #: the logs of the runs a continued model went through before its own (``metrics.jsonl``): every
 #: record of an earlier log, oldest first, with ``"segment": k`` (0 = the first run) added
 HISTORY = "history.jsonl"
@@ -219,8 +219,13 @@ def _half_copy(src: Path, dst: Path) -> None:
     ckpt.atomic_save(obj, dst)
 
 
-def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage: str = "final") -> dict:
+def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage: str = "final",
+            weights: str = "final") -> dict:
     """Copies a finished run into ``pretrained/NAME`` and records it in the manifest.
+
+    ``weights="ema"``: the published ``model.pt`` is the run's moving average of its NAE
+    weights (``ema.pt``, ``train.nae.ema``) instead of its last weights; the manifest says so
+    (``"weights": "ema"``).
 
     ``stage="ae"`` publishes a run whose AE phase has ended (a milestone: ``ae.pt``,
     loaded with ``which="ae"``, and the start of NAE runs through ``train.init_ae``).
@@ -232,6 +237,11 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
     root = Path(root or PRETRAINED_DIR)
     run_dir = Path(run_dir)
     dst = root / name
+    if weights not in ("final", "ema"):
+        raise ValueError(f"weights must be 'final' or 'ema', not {weights!r}")
+    if weights == "ema" and not (run_dir / "ema.pt").is_file():
+        raise CheckpointError(f"{run_dir} has no ema.pt: only a finished run trained with train.nae.ema has "
+                              f"a moving average of its weights to publish")
     history = _history(run_dir, dst, name)
     if dst.exists():
         shutil.rmtree(dst)
@@ -241,7 +251,9 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
         (dst / HISTORY).write_text(history)
         files[HISTORY] = sha256(dst / HISTORY)
     for fname in RUN_FILES:
-        src = run_dir / fname
+        src = run_dir / ("ema.pt" if weights == "ema" and fname == "model.pt" else fname)
+        if weights == "ema" and fname == "ema.pt":
+            continue  # it is the model.pt
         if not src.is_file():
             continue
         if fname.endswith(".pt") and half:
@@ -253,11 +265,12 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
         raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published "
                               f"(publish a finished AE phase with stage='ae')")
     if stage == "ae":
-        files.pop("model.pt", None)
-        (dst / "model.pt").unlink(missing_ok=True)
+        for fname in ("model.pt", "ema.pt"):
+            files.pop(fname, None)
+            (dst / fname).unlink(missing_ok=True)
         if "ae.pt" not in files:
             raise CheckpointError(f"{run_dir} has no ae.pt: its AE phase has not finished")
-    entry = {"dir": name, "files": files, "url": None, "stage": stage, **info}
+    entry = {"dir": name, "files": files, "url": None, "stage": stage, "weights": weights, **info}
     entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
     import fcntl
 

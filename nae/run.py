@@ -28,7 +28,8 @@ def load_run(path, which: str = "final", device="cpu", verify: bool = True):
 
     ``which="final"`` loads ``model.pt`` (or, for an unfinished run, the latest
     ``checkpoint.pt``); ``which="ae"`` loads the autoencoder at the end of pre-training
-    (the AE baseline of an NAE run) as an :class:`nae.models.AE`.
+    (the AE baseline of an NAE run) as an :class:`nae.models.AE`; ``which="ema"`` loads the
+    moving average of the NAE weights (``ema.pt``, written by runs with ``train.nae.ema``).
     The model has ``.energy(x)``, ``.reconstruct(x)``, ``.sample(n)``; its config is
     attached as ``model.config``.
 
@@ -41,9 +42,14 @@ def load_run(path, which: str = "final", device="cpu", verify: bool = True):
         from .pretrained import verify_published
 
         verify_published(run_dir)
-    if which not in ("final", "ae"):
-        raise ValueError("which must be 'final' or 'ae'")
-    if which == "ae":
+    if which not in ("final", "ae", "ema"):
+        raise ValueError(f"which must be 'final', 'ae' or 'ema', not {which!r}")
+    if which == "ema":
+        files = [run_dir / "ema.pt"]
+        if not files[0].is_file():
+            raise CheckpointError(f"no ema.pt in {run_dir}: only a finished run trained with train.nae.ema "
+                                  f"(a moving average of its weights) has one")
+    elif which == "ae":
         cfg = copy.deepcopy(cfg)
         if cfg.model.kind == "nae":
             cfg.model.kind = "ae"

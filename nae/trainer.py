@@ -7,6 +7,7 @@ A :class:`Trainer` owns a run directory::
                             RNG states, phase, epoch, iteration), written atomically
     RUN_DIR/ae.pt           the autoencoder at the end of pre-training (the AE baseline)
     RUN_DIR/model.pt        the final model
+    RUN_DIR/ema.pt          with ``train.nae.ema``: the moving average of the NAE weights at the end
     RUN_DIR/metrics.jsonl   one JSON object per logged event
 
 ``Trainer(cfg, run_dir).fit()`` trains from scratch; ``Trainer.resume(run_dir).fit()``
@@ -124,6 +125,7 @@ class Trainer:
         self.state = {"phase": self.phases[0], "epoch": 0, "iter_in_epoch": 0, "step": 0,
                       "best_val": math.inf, "bad_vals": 0, "done": False, "wall_s": 0.0}
         self.best_ae = None
+        self.ema = None              #: the moving average of the NAE weights (train.nae.ema), or None
         self._pending_init_ae = bool(cfg.train.init_ae) and "nae" in self.phases
         if self._pending_init_ae:  # the AE phase is replaced by a trained autoencoder
             self.state["phase"] = "nae"
@@ -342,6 +344,7 @@ class Trainer:
             "sampler": self.model.sampler.state_dict() if getattr(self.model, "sampler", None) else None,
             "state": dict(self.state),
             "best_ae": self.best_ae,
+            "ema": self.ema,
             "rng": ckpt.rng_state(self.generator),
             "history": list(self.run_history),
             "metrics_bytes": self._metrics_size(),
@@ -363,6 +366,8 @@ class Trainer:
         if obj.get("sampler") and getattr(self.model, "sampler", None):
             self.model.sampler.load_state_dict(obj["sampler"], self.device)
         self.best_ae = obj.get("best_ae")
+        ema = obj.get("ema")
+        self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
         ckpt.set_rng_state(obj["rng"], self.generator)
         self.run_history = list(obj.get("history") or [])  # checkpoints before the history: none
         self._metrics_offset = obj.get("metrics_bytes")
@@ -444,6 +449,7 @@ class Trainer:
         if pc.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(m.parameters(), pc.clip_grad_norm)
         self._optimizer_step()
+        self._update_ema()
         out = {"loss": float(loss.detach()), "e_pos": float(e_pos.detach().mean()), "e_neg": float(e_neg.detach().mean()),
                "T": float(T.detach()) if torch.is_tensor(T) else float(T)}
         if neg.get("accept_rate") is not None:
@@ -461,6 +467,33 @@ class Trainer:
             raise DivergenceError(f"the optimiser step overflowed in phase {self.state['phase']!r} at iteration "
                                   f"{self.state['step']}: the learning rate is far too large "
                                   f"({lrs})") from None
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """One step of the moving average of the weights (``train.nae.ema``); it starts from the
+        weights after the first NAE step it sees (or after the resume that switched it on)."""
+        decay = self.cfg.train.nae.ema
+        if not decay:
+            self.ema = None
+            return
+        sd = self.model.state_dict()
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in sd.items() if v.is_floating_point()}
+            self.state["ema_from_step"] = self.state["step"] + 1
+            return
+        for k, v in self.ema.items():
+            v.lerp_(sd[k].detach().to(v.dtype), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Within the block the model holds the moving-average weights (then its own again)."""
+        m = self.model
+        own = {k: v.detach().clone() for k, v in m.state_dict().items() if k in self.ema}
+        m.load_state_dict(self.ema, strict=False)
+        try:
+            yield m
+        finally:
+            m.load_state_dict(own, strict=False)
 
     def _sync_grads(self) -> None:
         """Averages the gradients over all processes (each holds 1/world of the global batch)."""
@@ -496,15 +529,24 @@ class Trainer:
         m = self.model
         was = m.training
         m.eval()
+        out = self._scores(m)
+        if self.state["phase"] == "nae" and self.ema is not None:
+            with self.ema_weights():  # the same numbers for the moving average, prefixed "ema_"
+                out.update({f"ema_{k}": v for k, v in self._scores(m).items() if k != "warnings"})
+            out["ema_from_step"] = self.state.get("ema_from_step")
+        m.train(was)
+        return out
+
+    def _scores(self, m) -> dict:
+        """Mean validation energy and, in the NAE phase, the AUROC of each watched outlier set."""
         val = self.data[1]
         bs = self.cfg.data.eval_batch_size
         with autocast(self.device, self.cfg.train.precision):
             e_val = m.predict(val.as_float(), bs)
         out = {"val_energy": float(e_val.mean())}
         if self.state["phase"] == "nae":
-            from .metrics import auroc
-
             from .evaluate import watched_sets
+            from .metrics import auroc
 
             for name in watched_sets(self.cfg):
                 try:
@@ -516,7 +558,6 @@ class Trainer:
                 with autocast(self.device, self.cfg.train.precision):
                     e_ood = m.predict(ood, bs)
                 out[f"auroc_{name}"] = auroc(e_val.numpy(), e_ood.numpy())
-        m.train(was)
         return out
 
     def _ood_cache(self, name):
@@ -704,6 +745,8 @@ class Trainer:
         self.state["done"] = True
         self._check_savable()
         self._save_weights("model.pt", self.model.state_dict(), self.cfg.model.kind)
+        if self.ema is not None:
+            self._save_weights("ema.pt", {**self.model.state_dict(), **self.ema}, self.cfg.model.kind)
         self.save_checkpoint()
         self._emit("end", {"wall_s": self.state["wall_s"]})
         return "done"

@@ -41,7 +41,8 @@ def make(name: str, resume: bool = False) -> dict:
     return metrics
 
 
-def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: str = "final", root=None) -> dict:
+def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: str = "final", root=None,
+                weights: str = "final") -> dict:
     """Publishes a run directory as ``pretrained/NAME`` and evaluates what was stored (fp16).
 
     ``stage="ae"``: a milestone, the run's AE phase (``ae.pt``) only; its metrics are the AE's.
@@ -53,7 +54,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
     run_dir = Path(run_dir)
     cfg = load_saved_config(run_dir / "config.yml")
     info = {**info, "precision": cfg.train.precision, "date": time.strftime("%Y-%m-%d")}
-    publish(run_dir, name, {**info, "metrics": None}, stage=stage, root=root)
+    publish(run_dir, name, {**info, "metrics": None}, stage=stage, root=root, weights=weights)
     metrics = {}
     if len(cfg.model.x_shape) == 3:
         names = ood or default_ood(cfg)
@@ -66,7 +67,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
             metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"]})
         except Exception as e:  # noqa: BLE001 - runs without an AE phase
             metrics["ae_auroc_error"] = str(e)
-    publish(run_dir, name, {**info, "metrics": metrics}, stage=stage, root=root)
+    publish(run_dir, name, {**info, "metrics": metrics}, stage=stage, root=root, weights=weights)
     return metrics
 
 
@@ -86,6 +87,9 @@ def main(argv=None):
                         "a published model (its own log counts only the continuation)")
     p.add_argument("--hardware", default="",
                    help="with --publish: where the run trained, when not on this machine (e.g. 'NVIDIA H200')")
+    p.add_argument("--weights", choices=["final", "ema"], default="final",
+                   help="with --publish: 'ema' publishes the run's moving average of its NAE weights (ema.pt) "
+                        "as the model")
     a = p.parse_args(argv)
     if a.publish:
         if len(a.names) != 1:
@@ -104,8 +108,10 @@ def main(argv=None):
                 "description": a.description or (r.description if r else "")}
         if a.nae_iterations is not None:
             info["nae_iterations"] = a.nae_iterations
+        if a.weights == "ema":
+            info["ema"] = cfg.train.nae.ema
         metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
-                              eval_n=r.eval_n if r else 1000, stage=a.stage)
+                              eval_n=r.eval_n if r else 1000, stage=a.stage, weights=a.weights)
         print(f"published {a.publish} as {a.names[0]} (stage {a.stage}): {metrics}")
         return
     if a.list:

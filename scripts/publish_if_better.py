@@ -21,6 +21,11 @@ only when the run is better, with the note in its manifest entry
 (``scripts/make_pretrained.py --publish`` does the publishing).  Either way the comparison is
 written to ``RUN_DIR/publish_decision.json``.  ``--against DIR`` compares with another run
 directory instead (e.g. the published model as it was before an earlier continuation).
+
+``--which ema`` compares (and would publish, as the model's ``model.pt``) the run's moving
+average of its NAE weights (``ema.pt``, runs trained with ``train.nae.ema``) instead of its
+last weights; its record is ``publish_decision_ema.json``.  Decide in advance which of the
+two you will publish: comparing both and keeping the better is choosing by validation twice.
 """
 from __future__ import annotations
 
@@ -94,6 +99,9 @@ def main(argv=None):
                    help="compare with this run directory instead of the published model (implies --dry-run)")
     p.add_argument("--against-label", default=None, help="what --against is, for the printout and the record")
     p.add_argument("--dry-run", action="store_true", help="compare, publish nothing")
+    p.add_argument("--which", choices=["final", "ema"], default="final",
+                   help="the run's weights to compare (and publish): its last ones, or the moving average of "
+                        "its NAE weights (ema.pt, runs with train.nae.ema)")
     a = p.parse_args(argv)
 
     from nae.evaluate import evaluate_model
@@ -103,7 +111,7 @@ def main(argv=None):
 
     recipe = get_recipe(a.name)
     finish(a.run_dir)
-    model = load_run(a.run_dir)
+    model = load_run(a.run_dir, which=a.which)
     against = load_run(a.against, verify=False) if a.against else load_pretrained(a.name)
     label = a.against_label or (str(a.against) if a.against else f"published {a.name}")
     cfg = model.config
@@ -120,7 +128,7 @@ def main(argv=None):
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
               "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
               "validation_auroc": val, "test_auroc": {k: r["auroc"] for k, r in test.items()},
-              "n_test_in": test["run"]["n_in"], "better": better, "published": False}
+              "n_test_in": test["run"]["n_in"], "weights": a.which, "better": better, "published": False}
     if better and not dry:
         from make_pretrained import main as make_main
 
@@ -129,9 +137,11 @@ def main(argv=None):
                 "--nae-iterations", str(before + record["nae_iterations"])]
         args += ["--description", a.description] if a.description else []
         args += ["--hardware", a.hardware] if a.hardware else []
+        args += ["--weights", a.which]
         make_main(args)
         record["published"] = True  # only once the publishing went through
-    (a.run_dir / "publish_decision.json").write_text(json.dumps(record, indent=1) + "\n")
+    fname = "publish_decision.json" if a.which == "final" else f"publish_decision_{a.which}.json"
+    (a.run_dir / fname).write_text(json.dumps(record, indent=1) + "\n")
     print("published" if record["published"] else "better (dry run: nothing published)" if better
           else "not better on the validation split: kept " + label, flush=True)
     return 0 if better else 1

@@ -226,7 +226,7 @@ def continuations_markdown(folder) -> str:
     continued model and of the model it continued."""
     import json
 
-    recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision.json")]
+    recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision*.json")]
     if not recs:
         return f"no continuation records in {folder}"
     head = ("| run | NAE iterations | validation AUROC: before → after | test AUROC: before → after | decision |\n"
@@ -237,6 +237,8 @@ def continuations_markdown(folder) -> str:
         key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
         verdict = ("published" if rec["published"] else "better, not published (dry run)" if rec["better"]
                    else "not better: not published")
+        if rec.get("weights", "final") == "ema":
+            name += " (moving average of the weights)"
         lines.append(f"| {rec['name']}: {name} | {rec['nae_iterations']:,} | "
                      f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
