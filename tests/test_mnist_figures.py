@@ -265,7 +265,7 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
     record("b_dropped", False, False, 0.75, 0.72)
     (tmp_path / "no_record").mkdir()
     rows = continuations_markdown(tmp_path).splitlines()
-    assert len(rows) == 4 and rows[0].startswith("| run |")
-    assert "a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | published |" in rows[2]
-    assert rows[3].endswith("| not better: not published |")
+    assert len(rows) == 4 and rows[0].startswith("| model | continuation |")
+    assert rows[2] == "| mnist_holdout_3 | a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | yes |"
+    assert rows[3].endswith("| no: not better |")
     assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")

@@ -229,17 +229,17 @@ def continuations_markdown(folder) -> str:
     recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision*.json")]
     if not recs:
         return f"no continuation records in {folder}"
-    head = ("| run | NAE iterations | validation AUROC: before → after | test AUROC: before → after | decision |\n"
-            "|---|---:|---:|---:|---|")
+    head = ("| model | continuation | NAE iterations | validation AUROC: before → after "
+            "| test AUROC: before → after | kept |\n|---|---|---:|---:|---:|---|")
     lines = [head]
-    for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1])):
+    for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1], r[0].get("weights", "final"))):
         v, t = rec["validation_auroc"], rec["test_auroc"]
         key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
-        verdict = ("published" if rec["published"] else "better, not published (dry run)" if rec["better"]
-                   else "not better: not published")
+        verdict = ("yes" if rec["published"] else "better, not published (dry run)" if rec["better"]
+                   else "no: not better")
         if rec.get("weights", "final") == "ema":
             name += " (moving average of the weights)"
-        lines.append(f"| {rec['name']}: {name} | {rec['nae_iterations']:,} | "
+        lines.append(f"| {rec['name']} | {name} | {rec['nae_iterations']:,} | "
                      f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
                      f"{verdict} |")
@@ -389,7 +389,9 @@ def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", 
                         title: Optional[str] = None, reference: Optional[Mapping[str, float]] = None,
                         ylim: Optional[tuple] = None):
     """Validation AUROC against NAE iteration, one line per run (``{label: run_dir}``): how
-    runs that differ in one setting (learning rate, negatives per step) compare.
+    runs that differ in one setting (learning rate, negatives per step) compare.  A value may
+    be ``(run_dir, key)`` to plot another logged key of that run, e.g. ``"ema_auroc_heldout"``
+    (the moving average of its weights, ``train.nae.ema``) next to its own ``"auroc_heldout"``.
     ``reference``: ``{label: value}`` drawn as dashed horizontal lines (e.g. the AE's AUROC on
     the same images); ``ylim``: the y range (default [0, 1]).  Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
@@ -398,7 +400,8 @@ def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", 
 
     fig, ax = plt.subplots(figsize=figsize)
     for label, run in runs.items():
-        xs, ys = series(read_metrics(run), key, event="validation")
+        run, k = run if isinstance(run, tuple) else (run, key)
+        xs, ys = series(read_metrics(run), k, event="validation")
         ax.plot(xs, ys, "o-", ms=3, lw=1.2, label=label)
     for i, (label, value) in enumerate((reference or {}).items()):
         ax.axhline(value, ls="--", lw=1, color=f"C{len(runs) + i}", label=label)
