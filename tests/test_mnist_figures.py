@@ -269,3 +269,18 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
     assert rows[2] == "| mnist_holdout_3 | a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | yes |"
     assert rows[3].endswith("| no: not better |")
     assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")
+
+
+def test_spread_markdown_summarises_the_validations_after_a_step(tmp_path):
+    import json
+
+    from nae.tutorial.mnist_figures import spread_markdown
+
+    vals = [(25, 0.80, None), (50, 0.90, 0.85), (75, 0.70, 0.84), (100, 0.80, 0.86)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(
+        {"event": "validation", "phase": "nae", "step": s, "auroc_heldout": a,
+         **({"ema_auroc_heldout": e} if e is not None else {})}) + "\n" for s, a, e in vals))
+    rows = spread_markdown({"w": (tmp_path, "auroc_heldout"), "ema": (tmp_path, "ema_auroc_heldout")},
+                           from_step=50).splitlines()
+    assert rows[2] == "| w | 3 | 0.800 | 0.082 | 0.700 | 0.900 | 0.800 |"
+    assert rows[3] == "| ema | 3 | 0.850 | 0.008 | 0.840 | 0.860 | 0.860 |"

@@ -410,3 +410,21 @@ def lever_curves_figure(runs: Mapping[str, "Path"], key: str = "auroc_heldout", 
     if ylim:
         ax.set_ylim(*ylim)
     return fig
+
+
+def spread_markdown(curves: Mapping[str, tuple], from_step: int = 0) -> str:
+    """How much a validation curve moves: for each ``{label: (run_dir, key)}``, over the
+    validations at or after ``from_step``, their number, mean, standard deviation (from one
+    validation to the next), range and last value, as a markdown table."""
+    from ..diagnostics import read_metrics, series
+
+    lines = ["| curve | validations | mean | std | min | max | last |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, (run, key) in curves.items():
+        xs, ys = series(read_metrics(run), key, event="validation")
+        ys = ys[xs >= from_step]
+        if not len(ys):
+            lines.append(f"| {label} | 0 | | | | | |")
+            continue
+        lines.append(f"| {label} | {len(ys)} | {ys.mean():.3f} | {ys.std():.3f} | {ys.min():.3f} | "
+                     f"{ys.max():.3f} | {ys[-1]:.3f} |")
+    return "\n".join(lines)
