@@ -242,34 +242,41 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
     if weights == "ema" and not (run_dir / "ema.pt").is_file():
         raise CheckpointError(f"{run_dir} has no ema.pt: only a finished run trained with train.nae.ema has "
                               f"a moving average of its weights to publish")
+    if stage == "final" and not (run_dir / "model.pt").is_file():
+        raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published "
+                              f"(publish a finished AE phase with stage='ae')")
+    if stage == "ae" and not (run_dir / "ae.pt").is_file():
+        raise CheckpointError(f"{run_dir} has no ae.pt: its AE phase has not finished")
     history = _history(run_dir, dst, name)
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
+    # written next to the published folder first, then swapped in: a publish that fails half-way
+    # leaves the model published before it as it was
+    tmp = root / f".{name}.publishing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
     files = {}
     if history:
-        (dst / HISTORY).write_text(history)
-        files[HISTORY] = sha256(dst / HISTORY)
+        (tmp / HISTORY).write_text(history)
+        files[HISTORY] = sha256(tmp / HISTORY)
     for fname in RUN_FILES:
+        if fname == "ema.pt" and weights == "ema" or stage == "ae" and fname in ("model.pt", "ema.pt"):
+            continue  # the ema is the model.pt; a milestone has the AE only
         src = run_dir / ("ema.pt" if weights == "ema" and fname == "model.pt" else fname)
-        if weights == "ema" and fname == "ema.pt":
-            continue  # it is the model.pt
         if not src.is_file():
             continue
         if fname.endswith(".pt") and half:
-            _half_copy(src, dst / fname)
+            _half_copy(src, tmp / fname)
         else:
-            shutil.copy2(src, dst / fname)
-        files[fname] = sha256(dst / fname)
-    if stage == "final" and "model.pt" not in files:
-        raise CheckpointError(f"{run_dir} has no model.pt: only finished runs can be published "
-                              f"(publish a finished AE phase with stage='ae')")
-    if stage == "ae":
-        for fname in ("model.pt", "ema.pt"):
-            files.pop(fname, None)
-            (dst / fname).unlink(missing_ok=True)
-        if "ae.pt" not in files:
-            raise CheckpointError(f"{run_dir} has no ae.pt: its AE phase has not finished")
+            shutil.copy2(src, tmp / fname)
+        files[fname] = sha256(tmp / fname)
+    old = root / f".{name}.replaced"
+    if old.exists():
+        shutil.rmtree(old)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    if old.exists():
+        shutil.rmtree(old)
     entry = {"dir": name, "files": files, "url": None, "stage": stage, "weights": weights, **info}
     entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
     import fcntl

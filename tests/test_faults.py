@@ -484,3 +484,19 @@ def test_publishing_a_continuation_keeps_the_earlier_log(tmp_path):
     publish(fresh, "toy", {"budget": "test"}, root=root)
     assert not (root / "toy" / HISTORY).exists()
     assert HISTORY not in read_manifest(root)["toy"]["files"]
+
+
+def test_a_failed_publish_leaves_the_published_model_as_it_was(tmp_path):
+    from nae.pretrained import publish
+
+    run, root = tmp_path / "run", tmp_path / "published"
+    Trainer(toy_cfg(), run, progress=False).fit()
+    publish(run, "toy", {"budget": "test"}, root=root)
+    before = {f.name: f.read_bytes() for f in (root / "toy").iterdir()}
+    unfinished = tmp_path / "unfinished"
+    Trainer(toy_cfg(), unfinished, progress=False).fit(stop_after=3)
+    with pytest.raises(CheckpointError, match="no model.pt"):
+        publish(unfinished, "toy", {"budget": "test"}, root=root)
+    assert {f.name: f.read_bytes() for f in (root / "toy").iterdir()} == before
+    nae.load_pretrained("toy", root=root)
+    assert sorted(p.name for p in root.iterdir()) == [".manifest.lock", "manifest.json", "toy"]
