@@ -500,3 +500,16 @@ def test_a_failed_publish_leaves_the_published_model_as_it_was(tmp_path):
     assert {f.name: f.read_bytes() for f in (root / "toy").iterdir()} == before
     nae.load_pretrained("toy", root=root)
     assert sorted(p.name for p in root.iterdir()) == [".manifest.lock", "manifest.json", "toy"]
+
+
+def test_a_finished_ae_phase_is_published_as_a_milestone(tmp_path):
+    from nae.pretrained import publish, read_manifest
+
+    run, root = tmp_path / "run", tmp_path / "published"
+    Trainer(toy_cfg("train.nae.ema=0.9"), run, progress=False).fit(stop_after=3)  # in its NAE phase
+    assert (run / "ae.pt").is_file() and not (run / "model.pt").exists()
+    publish(run, "toy_ae", {"budget": "test"}, root=root, stage="ae")
+    entry = read_manifest(root)["toy_ae"]
+    assert entry["stage"] == "ae" and set(entry["files"]) >= {"ae.pt", "config.yml"}
+    assert not {"model.pt", "ema.pt"} & set(entry["files"])
+    assert nae.load_pretrained("toy_ae", which="ae", root=root).energy(torch.zeros(3, 2)).shape == (3,)
