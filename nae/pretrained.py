@@ -183,11 +183,14 @@ def _is_source_of(run_dir: Path, name: str) -> bool:
 
 def _continues(run_dir: Path, dst: Path, name: str) -> bool:
     """Did the run start from the weights published as ``name`` (``train.init_nae``)?"""
-    import yaml
+    from yaml import YAMLError
+
+    from .config import load_saved_config
+    from .errors import NAEError
 
     try:
-        init = (yaml.safe_load((run_dir / "config.yml").read_text()) or {}).get("train", {}).get("init_nae")
-    except (OSError, yaml.YAMLError, AttributeError):
+        init = load_saved_config(run_dir / "config.yml").train.init_nae
+    except (OSError, ValueError, YAMLError, NAEError):  # no readable config: not a continuation
         return False
     if not init:
         return False
