@@ -215,6 +215,39 @@ def _history(run_dir: Path, dst: Path, name: str) -> str:
     return hist + "".join(x + "\n" for x in lines)
 
 
+def _edit_manifest(root: Path, edit) -> dict:
+    """Reads the manifest of ``root``, applies ``edit(manifest)`` and writes it back, holding a lock
+    so that publishers running side by side do not lose each other's entries."""
+    import fcntl
+
+    with open(root / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(root)
+        edit(manifest)
+        write_manifest(manifest, root)
+    return manifest
+
+
+def update_entry(name: str, fields: dict, root=None) -> dict:
+    """Sets ``fields`` in the manifest entry of the published model ``name`` (for example its
+    ``metrics``, measured on the published files after :func:`publish`); the files stay as they are.
+    Returns the updated entry."""
+    root = Path(root or PRETRAINED_DIR)
+    reserved = sorted({"dir", "files", "size_bytes", "stage", "weights"} & set(fields))
+    if reserved:
+        raise ValueError(f"update_entry cannot change {reserved}: they describe the published files; "
+                         f"publish the run again instead")
+
+    def edit(manifest):
+        if name not in manifest:
+            known = ", ".join(sorted(manifest)) or "none yet"
+            raise CheckpointError(f"no published model named {name!r} in {root / MANIFEST} (published: {known}); "
+                                  f"publish it first")
+        manifest[name] = {**manifest[name], **fields}
+
+    return _edit_manifest(root, edit)[name]
+
+
 def _half_copy(src: Path, dst: Path) -> None:
     obj = ckpt.load_checkpoint(src)
     obj["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in obj["model"].items()}
@@ -282,13 +315,7 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
         shutil.rmtree(old)
     entry = {"dir": name, "files": files, "url": None, "stage": stage, "weights": weights, **info}
     entry["size_bytes"] = sum((dst / f).stat().st_size for f in files)
-    import fcntl
-
-    with open(root / ".manifest.lock", "w") as lock:  # publishers running side by side
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = read_manifest(root)
-        manifest[name] = entry
-        write_manifest(manifest, root)
+    _edit_manifest(root, lambda manifest: manifest.__setitem__(name, entry))
     if half:  # the run keeps its fp32 weights: mark it as the source, so loading it is not a "corrupt copy"
         try:
             (run_dir / SOURCE_MARKER).write_text(json.dumps({"name": name, "root": str(root.resolve()),

@@ -23,6 +23,15 @@ def _read_config(run_dir: Path) -> RunConfig:
     return load_saved_config(path)
 
 
+#: which weights of a run ``load_run`` can load: the files it looks for, in order, and why they may be missing
+_WEIGHTS = {
+    "final": (("model.pt", "checkpoint.pt"), ""),
+    "ae": (("ae.pt",), "the AE phase has not finished"),
+    "ema": (("ema.pt",), "only a finished run trained with train.nae.ema (a moving average of its weights) "
+                         "has one"),
+}
+
+
 def load_run(path, which: str = "final", device="cpu", verify: bool = True):
     """The trained model of a run directory, in eval mode.
 
@@ -42,24 +51,17 @@ def load_run(path, which: str = "final", device="cpu", verify: bool = True):
         from .pretrained import verify_published
 
         verify_published(run_dir)
-    if which not in ("final", "ae", "ema"):
-        raise ValueError(f"which must be 'final', 'ae' or 'ema', not {which!r}")
-    if which == "ema":
-        files = [run_dir / "ema.pt"]
-        if not files[0].is_file():
-            raise CheckpointError(f"no ema.pt in {run_dir}: only a finished run trained with train.nae.ema "
-                                  f"(a moving average of its weights) has one")
-    elif which == "ae":
+    if which not in _WEIGHTS:
+        raise ValueError(f"which must be one of {', '.join(map(repr, _WEIGHTS))}, not {which!r}")
+    names, why_missing = _WEIGHTS[which]
+    if which == "ae" and cfg.model.kind == "nae":
         cfg = copy.deepcopy(cfg)
-        if cfg.model.kind == "nae":
-            cfg.model.kind = "ae"
-        files = [run_dir / "ae.pt"]
-    else:
-        files = [run_dir / "model.pt", run_dir / "checkpoint.pt"]
+        cfg.model.kind = "ae"
+    files = [run_dir / n for n in names]
     found = [f for f in files if f.is_file()]
     if not found:
         raise CheckpointError(f"no weights in {run_dir}: looked for {', '.join(f.name for f in files)}"
-                              + (" (the AE phase has not finished)" if which == "ae" else ""))
+                              + (f" ({why_missing})" if why_missing else ""))
     obj = ckpt.load_checkpoint(found[0], map_location="cpu")
     model = build_model(cfg)
     try:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
 from nae.tutorial.notebook import RUNS, hardware, train_recipe  # noqa: E402
-from nae.pretrained import load_pretrained, publish  # noqa: E402
+from nae.pretrained import load_pretrained, publish, update_entry  # noqa: E402
 from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
             metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"]})
         except Exception as e:  # noqa: BLE001 - runs without an AE phase
             metrics["ae_auroc_error"] = str(e)
-    publish(run_dir, name, {**info, "metrics": metrics}, stage=stage, root=root, weights=weights)
+    update_entry(name, {"metrics": metrics}, root=root)  # the files published above, now measured
     return metrics
 
 

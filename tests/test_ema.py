@@ -87,3 +87,19 @@ def test_publishing_the_average_makes_it_the_model(tmp_path):
     Trainer(toy_cfg(), plain, progress=False).fit()
     with pytest.raises(CheckpointError, match="no ema.pt"):
         publish(plain, "toy2", {"budget": "test"}, root=root, weights="ema")
+
+
+def test_loading_weights_a_run_does_not_have_says_why(tmp_path):
+    from nae.run import load_run
+
+    plain = tmp_path / "plain"
+    Trainer(toy_cfg(), plain, progress=False).fit()
+    with pytest.raises(CheckpointError, match=r"looked for ema\.pt \(only a finished run trained with train\.nae\.ema"):
+        load_run(plain, which="ema")
+    with pytest.raises(ValueError, match="'final', 'ae', 'ema', not 'best'"):
+        load_run(plain, which="best")
+    early = tmp_path / "early"
+    Trainer(toy_cfg("train.ae.epochs=1", "train.ae.max_iters=5"), early, progress=False).fit(stop_after=1)  # still in its AE phase
+    with pytest.raises(CheckpointError, match=r"looked for ae\.pt \(the AE phase has not finished\)"):
+        load_run(early, which="ae")
+    assert load_run(early).weights_file.name == "checkpoint.pt"  # an unfinished run loads its checkpoint

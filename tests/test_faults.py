@@ -513,3 +513,31 @@ def test_a_finished_ae_phase_is_published_as_a_milestone(tmp_path):
     assert entry["stage"] == "ae" and set(entry["files"]) >= {"ae.pt", "config.yml"}
     assert not {"model.pt", "ema.pt"} & set(entry["files"])
     assert nae.load_pretrained("toy_ae", which="ae", root=root).energy(torch.zeros(3, 2)).shape == (3,)
+
+
+def test_filling_in_metrics_changes_the_manifest_entry_only(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from nae.pretrained import publish, read_manifest, update_entry
+
+    run, root = tmp_path / "run", tmp_path / "published"
+    Trainer(toy_cfg(), run, progress=False).fit()
+    publish(run, "toy", {"budget": "test", "metrics": None}, root=root)
+    files = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in (root / "toy").iterdir()}
+    entry = update_entry("toy", {"metrics": {"auroc": {"Noise": 0.5}}}, root=root)
+    assert entry == read_manifest(root)["toy"] and entry["metrics"] == {"auroc": {"Noise": 0.5}}
+    assert entry["budget"] == "test"  # the rest of the entry stays
+    assert {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in (root / "toy").iterdir()} == files
+    with pytest.raises(ValueError, match="cannot change"):
+        update_entry("toy", {"files": {}}, root=root)
+    with pytest.raises(CheckpointError, match="no published model named 'other'.*toy"):
+        update_entry("other", {"metrics": {}}, root=root)
+
+    # scripts/make_pretrained.py copies (and converts) the files once, then fills the metrics in
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "scripts"))
+    import make_pretrained
+
+    calls = []
+    monkeypatch.setattr(make_pretrained, "publish", lambda *a, **k: calls.append(a) or publish(*a, **k))
+    assert make_pretrained.publish_run(run, "toy2", {"budget": "test"}, root=root) == {}
+    assert len(calls) == 1 and read_manifest(root)["toy2"]["metrics"] == {}
