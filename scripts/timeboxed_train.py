@@ -9,8 +9,9 @@ CUDA MPS, with ``--ae-min 3`` (CIFAR-10: 3.2) and a common deadline 6.3 minutes 
 AE phase until the original early stopping or AE_MIN minutes (then it ends at the end of the
 current epoch), NAE until DEADLINE (unix seconds), then the run is finished (model.pt written).
 With --wait-ae FILE the job is an NAE-only run from that ae.pt (train.init_ae), started when
-the file exists.  Writes fp16 copies of ae.pt/model.pt plus config.yml and metrics.jsonl to
-PKG/NAME/.  ``--resume-only`` continues such a job's run directory (the published runs were
+the file exists.  Writes fp16 copies of ae.pt/model.pt (and ema.pt, with train.nae.ema) plus
+config.yml and metrics.jsonl to PKG/NAME/, then an empty PKG/NAME/PACKAGED.  ``--resume-only``
+continues such a job's run directory (the published runs were
 resumed once this way, after the first attempt stopped at a bug in restoring RNG states on a GPU,
 fixed in nae/checkpoint.py).
 """
@@ -31,6 +32,7 @@ p.add_argument("--deadline", type=float, required=True)
 p.add_argument("--wait-ae", default=None)
 p.add_argument("--device", default="cuda")
 p.add_argument("--budget", default="full")
+p.add_argument("--precision", default="fp32", help="fp32 (the published GPU runs), bf16 or auto")
 p.add_argument("--resume-only", action="store_true")
 p.add_argument("overrides", nargs="*")
 a, _extra = p.parse_known_args()
@@ -80,7 +82,7 @@ try:
         ov.append(f"train.init_ae={a.wait_ae}")
     if not a.resume_only:
         cfg = load_config(a.config, a.budget, ov)
-        cfg.train.precision = "fp32"
+        cfg.train.precision = a.precision
         first = a.ae_min if (a.ae_min and not a.wait_ae) else left()
         t = train(cfg, a.out, max_minutes=max(first, 0.05), progress=False, device=a.device)
         log("fit", {k: t.state.get(k) for k in ("phase", "step", "epoch", "done")})
@@ -101,9 +103,10 @@ finally:
     for f in ("config.yml", "metrics.jsonl"):
         if os.path.exists(os.path.join(a.out, f)):
             shutil.copy2(os.path.join(a.out, f), dst)
-    for f in ("ae.pt", "model.pt"):
+    for f in ("ae.pt", "model.pt", "ema.pt"):
         if os.path.exists(os.path.join(a.out, f)):
             from pathlib import Path
 
             _half_copy(Path(a.out) / f, Path(dst) / f)
     log("packaged", sorted(os.listdir(dst)))
+    open(os.path.join(dst, "PACKAGED"), "w").close()  # scripts/device_window.py collect waits for this
