@@ -22,6 +22,13 @@ There (what the printed device calls run)::
     python3 scripts/device_window.py unpack K     # pieces of call K -> /tmp/dev; starts the jobs whose files are complete
     python3 scripts/device_window.py collect K    # waits for the jobs, then piece set K of the results -> $OUT
 
+Timeline of a 15-minute window (the machine goes back 30 s after a call ends, losing
+/tmp/dev: make the calls back to back): start ~1.5 min; calls 1-4 up (58 MiB each; the first
+training starts in call 1 and sets the common deadline, ``--train-minutes``, default 7); collect 1
+waits for the deadline, the trainings' finishing and the benchmark (~8.5 min after call 1);
+collects 2-3 bring the rest back (CelebA weights are 62 MiB each: one call per file).  About
+12.5 minutes in all.  Fewer jobs (``--jobs``) mean fewer calls.
+
 The jobs (``JOBS``) and why each is set up as it is are written next to them.  Each training
 runs through ``scripts/timeboxed_train.py`` (AE box, NAE until the common deadline, then the run
 is finished and its weights copied in float16); all share one GPU through CUDA MPS.  What comes
@@ -449,8 +456,8 @@ def main(argv=None):
     a = sub.add_parser("prepare", help="here: cut data and weights into the pieces of each call (.dev/upK)")
     a.add_argument("--jobs", default="bench,holdout8,celeba64,cifar10",
                    help=f"comma list, in the order they should start (of: {', '.join(JOBS)})")
-    a.add_argument("--train-minutes", type=float, default=8.0,
-                   help="the common deadline, counted from the first unpack (default 8)")
+    a.add_argument("--train-minutes", type=float, default=7.0,
+                   help="the common deadline, counted from the first unpack (default 7)")
     a.add_argument("--part-mib", type=float, default=UP_PART / MiB, help="MiB of pieces per call up")
     sub.add_parser("untrack", help=f"here: git rm --cached {' '.join(UNTRACK)} for the calls (files kept)")
     sub.add_parser("retrack", help="here: undo untrack")
