@@ -394,19 +394,46 @@ def unpack(k: int, device: str, budget: str, precision: str, train_minutes=None)
           + (f"; waiting for their files: {waiting}" if waiting else ""))
 
 
-def collect(k: int, wait_s: float) -> None:
+def collect(k: int, wait_s: float, force: bool = False) -> None:
+    """Waits (at most ``wait_s``) for every training to be packaged, runs the benchmarks once, fixes the
+    list of pieces to bring back (``/tmp/dev/back.json``, the same for every later call) and copies
+    part ``k`` of it to ``$OUT``.  While a training is still running it packs nothing (exit 3): call
+    again, or ``--force`` to bring back what is there (the unfinished jobs are then left out)."""
     st = _state()
     if not st:
         raise SystemExit(f"no {DEV}/state.json: nothing was unpacked on this machine (a fresh machine?)")
-    trainings = list(st["started"])
-    t_end = time.time() + wait_s
-    while True:
-        pending = [j for j in trainings if not (DEV / "pkg" / JOBS[j]["name"] / "PACKAGED").is_file()]
-        if not pending or time.time() > t_end:
-            break
-        time.sleep(5)
-    if pending:
-        print(f"still running after the wait: {pending}; collecting what is there")
+    back = DEV / "back.json"
+    if not back.is_file():
+        t_end = time.time() + wait_s
+        while True:
+            pending = [j for j in st["started"] if not (DEV / "pkg" / JOBS[j]["name"] / "PACKAGED").is_file()]
+            if not pending or time.time() > t_end:
+                break
+            time.sleep(5)
+        for j in st["started"]:
+            log = DEV / "logs" / f"{j}.log"
+            if log.is_file():
+                print(f"--- {j}: " + "\n".join(log.read_text().splitlines()[-4:]))
+        if pending and not force:
+            print(f"still running: {pending} ({(st['deadline'] - time.time()) / 60:.1f} min to the deadline); "
+                  f"nothing packed: call collect again (or --force)")
+            sys.exit(3)
+        _run_benches(st)
+        _freeze_back(st, [j for j in st["started"] if j not in pending])
+    plan = json.loads(back.read_text())
+    parts = plan.pop("cut")
+    if not 1 <= k <= len(parts):
+        raise SystemExit(f"there are {len(parts)} parts to collect, not {k}")
+    out = Path(os.environ.get("OUT", DEV / "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    for p in parts[k - 1]:
+        write_pieces(DEV / "pkg" / p["file"], [p], out)
+    (out / "back.json").write_text(json.dumps(plan, indent=1))
+    print(f"part {k} of {len(parts)}: {sum(p['size'] for p in parts[k - 1]) / MiB:.1f} MiB, "
+          f"{sorted({p['file'] for p in parts[k - 1]})}")
+
+
+def _run_benches(st: dict, timeout: float = 90.0) -> None:
     env = {**os.environ, "NAE_DATA": str(DEV / "data"), "PYTHONUNBUFFERED": "1"}
     for j in [b for b in st.get("benches", []) if b not in st.get("benched", [])]:
         (DEV / "pkg" / "bench").mkdir(parents=True, exist_ok=True)
@@ -414,40 +441,31 @@ def collect(k: int, wait_s: float) -> None:
         cmd[cmd.index("--device") + 1] = st.get("device", "cuda")
         with open(DEV / "logs" / f"{j}.log", "w") as log:
             try:
-                r = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=150)
+                r = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
                 print(f"job {j}: exit {r.returncode}")
             except subprocess.TimeoutExpired:
-                print(f"job {j}: stopped after 150 s")
+                print(f"job {j}: stopped after {timeout:.0f} s")
         st.setdefault("benched", []).append(j)
         _save_state(st)
-    out = Path(os.environ.get("OUT", DEV / "out"))
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _freeze_back(st: dict, finished: list) -> None:
     logs = DEV / "pkg" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for f in (DEV / "logs").glob("*.log"):
         shutil.copy2(f, logs / f.name)
-    skip = {(JOBS[j]["name"], s) for j in st["started"] for s in JOBS[j].get("skip_back", ())}
+    names = {JOBS[j]["name"] for j in finished} | {"bench", "logs"}
+    skip = {(JOBS[j]["name"], s) for j in finished for s in JOBS[j].get("skip_back", ())}
     files = sorted(p for p in (DEV / "pkg").rglob("*") if p.is_file() and p.name != "PACKAGED"
-                   and (p.parent.name, p.name) not in skip)
+                   and p.relative_to(DEV / "pkg").parts[0] in names and (p.parent.name, p.name) not in skip)
     rel = [str(p.relative_to(DEV / "pkg")) for p in files]
-    small = [(r, p.stat().st_size) for r, p in zip(rel, files) if p.stat().st_size < MiB]
-    big = [(r, p.stat().st_size) for r, p in zip(rel, files) if p.stat().st_size >= MiB]
-    parts = cut(small + big, BACK_PART, PIECE, BACK_FILES)
+    sized = sorted(((r, p.stat().st_size) for r, p in zip(rel, files)), key=lambda rs: (rs[1] >= MiB, rs[0]))
+    parts = cut(sized, BACK_PART, PIECE, BACK_FILES)  # the small files (logs, configs) come back first
     pieces = [p for part in parts for p in part]
-    plan = {"jobs": [JOBS[j]["name"] for j in st["started"]] + ["bench", "logs"], "parts": len(parts),
+    plan = {"jobs": sorted(names), "parts": len(parts), "cut": parts,
             "files": {r: {"sha256": sha256(DEV / "pkg" / r), "pieces": [p["name"] for p in pieces if p["file"] == r]}
                       for r in rel}}
-    if not 1 <= k <= len(parts):
-        raise SystemExit(f"there are {len(parts)} parts to collect, not {k}")
-    for p in parts[k - 1]:
-        write_pieces(DEV / "pkg" / p["file"], [p], out)
-    (out / "back.json").write_text(json.dumps(plan, indent=1))
-    print(f"part {k} of {len(parts)}: {sum(p['size'] for p in parts[k - 1]) / MiB:.1f} MiB, "
-          f"{sorted({p['file'] for p in parts[k - 1]})}")
-    for j in st["started"]:
-        log = DEV / "logs" / f"{j}.log"
-        if log.is_file():
-            print(f"--- {j}: " + "\n".join(log.read_text().splitlines()[-4:]))
+    (DEV / "back.json").write_text(json.dumps(plan, indent=1))
 
 
 def main(argv=None):
@@ -473,7 +491,9 @@ def main(argv=None):
     a.add_argument("--train-minutes", type=float, default=None, help="override the plan's, at the first unpack")
     a = sub.add_parser("collect", help="there: wait for the jobs, then result part K into $OUT")
     a.add_argument("k", type=int)
-    a.add_argument("--wait", type=float, default=540.0, help="seconds to wait for the jobs at most (default 540)")
+    a.add_argument("--wait", type=float, default=450.0,
+                   help="seconds to wait for the trainings at most (default 450: with the benchmark, under a call's 600)")
+    a.add_argument("--force", action="store_true", help="bring back what is there though a training still runs")
     a = p.parse_args(argv)
     if a.cmd == "prepare":
         prepare([j for j in a.jobs.split(",") if j], a.train_minutes, int(a.part_mib * MiB))
@@ -488,7 +508,7 @@ def main(argv=None):
     elif a.cmd == "unpack":
         unpack(a.k, a.device, a.budget, a.precision, a.train_minutes)
     elif a.cmd == "collect":
-        collect(a.k, a.wait)
+        collect(a.k, a.wait, a.force)
 
 
 if __name__ == "__main__":
