@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -49,6 +48,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from nae.pretrained import sha256  # noqa: E402
 PACK = REPO / ".dev"                                   # here: the pieces to send (ignored by git)
 DEV = Path(os.environ.get("NAE_DEVICE_DIR", "/tmp/dev"))  # there: data, runs, results
 MiB = 2 ** 20
@@ -134,14 +135,6 @@ JOBS = {
                         "train.init_nae={DEV}/init/cifar10_ood_gpu/model.pt",
                         "train.nae.max_iters=100000", "train.nae.ema=0.99"]),
 }
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_name(dest: str) -> str:
