@@ -32,8 +32,13 @@ collects 2-3 bring the rest back (CelebA weights are 62 MiB each: one call per f
 The jobs (``JOBS``) and why each is set up as it is are written next to them.  Each training
 runs through ``scripts/timeboxed_train.py`` (AE box, NAE until the common deadline, then the run
 is finished and its weights copied in float16); all share one GPU through CUDA MPS.  What comes
-back are run directories: publish them here with ``scripts/publish_if_better.py`` (the
-continuations) or ``scripts/make_pretrained.py --publish`` (a new model).
+back are run directories: publish them here (name the candidate weights before looking)::
+
+    python scripts/publish_if_better.py RUNS/holdout8 mnist_holdout_8 --which ema --hardware "NVIDIA H200 ..."
+    python scripts/publish_if_better.py RUNS/cifar10 cifar10_ood_gpu --which ema --hardware "NVIDIA H200 ..."
+    python scripts/make_pretrained.py celeba64_ood_cpu --publish RUNS/celeba64 --hardware "NVIDIA H200 ..."
+
+then re-execute notebooks 02-04 at the full budget.
 """
 from __future__ import annotations
 
