@@ -392,15 +392,18 @@ def unpack(k: int, device: str, budget: str, precision: str, train_minutes=None)
           + (f"; waiting for their files: {waiting}" if waiting else ""))
 
 
-def collect(k: int, wait_s: float, force: bool = False) -> None:
+def collect(k: int, wait_s: float, force: bool = False, again: bool = False) -> None:
     """Waits (at most ``wait_s``) for every training to be packaged, runs the benchmarks once, fixes the
     list of pieces to bring back (``/tmp/dev/back.json``, the same for every later call) and copies
     part ``k`` of it to ``$OUT``.  While a training is still running it packs nothing (exit 3): call
-    again, or ``--force`` to bring back what is there (the unfinished jobs are then left out)."""
+    again, or ``--force`` to bring back what is there (the unfinished jobs are then left out, for
+    good: ``--again`` makes a new list, whose parts must all be fetched again)."""
     st = _state()
     if not st:
         raise SystemExit(f"no {DEV}/state.json: nothing was unpacked on this machine (a fresh machine?)")
     back = DEV / "back.json"
+    if again:
+        back.unlink(missing_ok=True)
     if not back.is_file():
         t_end = time.time() + wait_s
         while True:
@@ -492,6 +495,7 @@ def main(argv=None):
     a.add_argument("--wait", type=float, default=450.0,
                    help="seconds to wait for the trainings at most (default 450: with the benchmark, under a call's 600)")
     a.add_argument("--force", action="store_true", help="bring back what is there though a training still runs")
+    a.add_argument("--again", action="store_true", help="a new list of pieces (after --force): fetch every part again")
     a = p.parse_args(argv)
     if a.cmd == "prepare":
         prepare([j for j in a.jobs.split(",") if j], a.train_minutes, int(a.part_mib * MiB))
@@ -506,7 +510,7 @@ def main(argv=None):
     elif a.cmd == "unpack":
         unpack(a.k, a.device, a.budget, a.precision, a.train_minutes)
     elif a.cmd == "collect":
-        collect(a.k, a.wait, a.force)
+        collect(a.k, a.wait, a.force, a.again)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ try:
     if not a.resume_only:
         cfg = load_config(a.config, a.budget, ov)
         cfg.train.precision = a.precision
-        first = a.ae_min if (a.ae_min and not a.wait_ae) else left()
+        first = min(a.ae_min, left()) if (a.ae_min and not a.wait_ae) else left()
         t = train(cfg, a.out, max_minutes=max(first, 0.05), progress=False, device=a.device)
         log("fit", {k: t.state.get(k) for k in ("phase", "step", "epoch", "done")})
     if t.state["phase"] == "ae" and not t.state["done"]:  # AE box over: end the AE at this epoch's end
