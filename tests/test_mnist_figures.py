@@ -263,11 +263,16 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
 
     record("a_kept", True, True, 0.70, 0.75)
     record("b_dropped", False, False, 0.75, 0.72)
+    record("c_compared", True, False, 0.75, 0.80)  # better, but a dry run (not the named candidate)
+    rec = json.loads((tmp_path / "c_compared" / "publish_decision.json").read_text())
+    (tmp_path / "c_compared" / "publish_decision_ema.json").write_text(json.dumps({**rec, "weights": "ema", "published": True}))
     (tmp_path / "no_record").mkdir()
     rows = continuations_markdown(tmp_path).splitlines()
-    assert len(rows) == 4 and rows[0].startswith("| model | continuation |")
+    assert len(rows) == 6 and rows[0].startswith("| model | continuation |")
     assert rows[2] == "| mnist_holdout_3 | a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | yes |"
     assert rows[3].endswith("| no: not better |")
+    assert rows[4].startswith("| mnist_holdout_3 | c_compared (moving average) |") and rows[4].endswith("| yes |")
+    assert rows[5].startswith("| mnist_holdout_3 | c_compared |") and rows[5].endswith("| compared only |")
     assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")
 
 

@@ -235,10 +235,10 @@ def continuations_markdown(folder) -> str:
     for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1], r[0].get("weights", "final"))):
         v, t = rec["validation_auroc"], rec["test_auroc"]
         key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
-        verdict = ("yes" if rec["published"] else "better, not published (dry run)" if rec["better"]
+        verdict = ("yes" if rec["published"] else "compared only" if rec["better"]  # better, but a dry run
                    else "no: not better")
         if rec.get("weights", "final") == "ema":
-            name += " (moving average of the weights)"
+            name += " (moving average)"
         lines.append(f"| {rec['name']} | {name} | {rec['nae_iterations']:,} | "
                      f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
