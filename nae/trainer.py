@@ -9,6 +9,8 @@ A :class:`Trainer` owns a run directory::
     RUN_DIR/model.pt        the final model
     RUN_DIR/ema.pt          with ``train.nae.ema``: the moving average of the NAE weights at the end
     RUN_DIR/metrics.jsonl   one JSON object per logged event
+    RUN_DIR/model.stepN.pt  the final model (and ema.stepN.pt) of a finished run that was
+                            reopened at step N with a larger budget (``resume(extend=...)``)
 
 ``Trainer(cfg, run_dir).fit()`` trains from scratch; ``Trainer.resume(run_dir).fit()``
 continues exactly where the last checkpoint stopped.  ``fit(max_minutes=M)`` stops
@@ -257,6 +259,20 @@ class Trainer:
         self.state.update({"phase": last, "step": ended["step"], "epoch": ended["epoch"],
                            "iter_in_epoch": ended["iter_in_epoch"], "done": False})
         self._pending.append(("reopened", {"phase": last, "from_step": ended["step"], "to_step": total}))
+
+    def _keep_final_weights(self, step: int) -> list:
+        """A reopened run's final files (``model.pt``, ``ema.pt``) say where it ended, no longer
+        where it will end: they are renamed ``model.step{step}.pt`` and ``ema.step{step}.pt``, so
+        that ``load_run``, ``evaluate`` and ``scripts/publish_if_better.py`` read the run's
+        checkpoint until its new end writes them again, and the weights it had are not lost."""
+        kept = []
+        for name in ("model.pt", "ema.pt"):
+            src = self.run_dir / name
+            if src.is_file():
+                dst = src.with_name(f"{src.stem}.step{step}.pt")
+                os.replace(src, dst)
+                kept.append(dst.name)
+        return kept
 
     def _load_weights(self, path: Path, key: str, prefixes=None) -> dict:
         """The float weights stored in ``path`` (only the keys starting with ``prefixes``, when
@@ -673,6 +689,8 @@ class Trainer:
         if self.rank == 0:
             save_config(self.cfg, self.run_dir / "config.yml", self.run_history)
         for event, metrics in self._pending:
+            if event == "reopened" and self.rank == 0:
+                metrics = {**metrics, "kept": ", ".join(self._keep_final_weights(metrics["from_step"]))}
             self._emit(event, metrics)
         if self.resumed_from is not None:
             self._emit("resumed", {"from": str(self.resumed_from)})

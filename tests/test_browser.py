@@ -60,6 +60,8 @@ def test_notebook_pages_load_without_errors(book):
         if name.startswith(("01_", "02_", "05_")):
             assert r["images"] > 0, (name, "no figures")
         assert r["raw_pipe_tables"] == 0, (name, "a Markdown table shows as raw | ... | text")
+        assert r["wide_tables"] == [], (name, "a table is wider than the page (the reader must scroll sideways "
+                                         "to see its last columns): shorten its columns", r["wide_tables"])
     mnist = next(r for p, r in report.items() if Path(p).name.startswith("02_"))
     assert mnist["output_tables"] >= 3, ("the MNIST chapter's tables did not render as <table>", mnist)
     inter = next(r for p, r in report.items() if Path(p).name.startswith("05_"))

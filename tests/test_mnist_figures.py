@@ -268,11 +268,11 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
     (tmp_path / "c_compared" / "publish_decision_ema.json").write_text(json.dumps({**rec, "weights": "ema", "published": True}))
     (tmp_path / "no_record").mkdir()
     rows = continuations_markdown(tmp_path).splitlines()
-    assert len(rows) == 6 and rows[0].startswith("| model | continuation |")
-    assert rows[2] == "| mnist_holdout_3 | a_kept | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | yes |"
+    assert len(rows) == 6 and rows[0].startswith("| continuation | weights |")
+    assert rows[2] == "| a_kept | final | 1,234 | 0.700 → 0.750 | 0.690 → 0.740 | yes |"
     assert rows[3].endswith("| no: not better |")
-    assert rows[4].startswith("| mnist_holdout_3 | c_compared (moving average) |") and rows[4].endswith("| yes |")
-    assert rows[5].startswith("| mnist_holdout_3 | c_compared |") and rows[5].endswith("| compared only |")
+    assert rows[4].startswith("| c_compared | average |") and rows[4].endswith("| yes |")
+    assert rows[5].startswith("| c_compared | final |") and rows[5].endswith("| compared only |")
     assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")
 
 

@@ -1,4 +1,5 @@
 """Training: NAE steps push negative energy up, checkpoints, exact resume, divergence."""
+import json
 import os
 import signal
 import subprocess
@@ -181,6 +182,27 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in _params(more.model).items())
     with pytest.raises(ConfigError, match="cannot change when a run is resumed"):
         Trainer.resume(tmp_path / "r", progress=False, extend=["train.nae.gamma=2.0"])
+
+
+def test_a_reopened_run_keeps_its_old_final_weights_aside(tmp_path):
+    """While a finished run continues, its old model.pt/ema.pt are not taken for the run's
+    weights (load_run reads the checkpoint); they are kept as model.step8.pt/ema.step8.pt."""
+    run = tmp_path / "r"
+    assert Trainer(toy_cfg("train.nae.ema=0.9"), run, progress=False).fit() == "done"
+    old = {n: (run / f"{n}.pt").read_bytes() for n in ("model", "ema")}
+    more = Trainer.resume(run, progress=False, extend=["train.nae.max_iters=13"])
+    assert more.fit(stop_after=2) == "paused"
+    assert not (run / "model.pt").exists() and not (run / "ema.pt").exists()
+    assert {n: (run / f"{n}.step8.pt").read_bytes() for n in ("model", "ema")} == old
+    reopened = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                if '"reopened"' in line]
+    assert reopened[-1]["kept"] == "model.step8.pt, ema.step8.pt"
+    now = load_run(run, verify=False).state_dict()  # the checkpoint at step 10, not the weights of step 8
+    assert all(torch.equal(v, now[k]) for k, v in more.model.state_dict().items())
+    step8 = load_checkpoint(run / "model.step8.pt")["model"]
+    assert any(not torch.equal(v.float(), now[k]) for k, v in step8.items())
+    assert Trainer.resume(run, progress=False).fit() == "done"
+    assert (run / "model.pt").is_file() and (run / "ema.pt").is_file()
 
 
 def test_extend_works_on_checkpoints_without_the_ended_record(tmp_path):

@@ -221,25 +221,26 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
 
 def continuations_markdown(folder) -> str:
     """The continuations tried and what became of them: one row per ``publish_decision.json``
-    (written by ``scripts/publish_if_better.py``) in the sub-folders of ``folder``, with the
-    held-out digit's validation AUROC (which decided) and test AUROC (for information) of the
-    continued model and of the model it continued."""
+    (written by ``scripts/publish_if_better.py``) in the sub-folders of ``folder``, named by its
+    folder, with the weights compared (``final`` or their moving ``average``) and the held-out
+    digit's validation AUROC (which decided) and test AUROC (for information), each as
+    before → after: the model it continued, then the continued model.  The published model's
+    name is not a column (the table must fit the page): name the folders after it."""
     import json
 
     recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision*.json")]
     if not recs:
         return f"no continuation records in {folder}"
-    head = ("| model | continuation | NAE iterations | validation AUROC: before → after "
-            "| test AUROC: before → after | kept |\n|---|---|---:|---:|---:|---|")
+    head = ("| continuation | weights | NAE iterations | validation AUROC | test AUROC | kept |\n"
+            "|---|---|---:|---:|---:|---|")
     lines = [head]
     for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1], r[0].get("weights", "final"))):
         v, t = rec["validation_auroc"], rec["test_auroc"]
         key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
         verdict = ("yes" if rec["published"] else "compared only" if rec["better"]  # better, but a dry run
                    else "no: not better")
-        if rec.get("weights", "final") == "ema":
-            name += " (moving average)"
-        lines.append(f"| {rec['name']} | {name} | {rec['nae_iterations']:,} | "
+        weights = "average" if rec.get("weights", "final") == "ema" else "final"
+        lines.append(f"| {name} | {weights} | {rec['nae_iterations']:,} | "
                      f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
                      f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
                      f"{verdict} |")

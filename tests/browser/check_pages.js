@@ -24,6 +24,11 @@ const path = require('path');
     r.output_tables = await page.locator('div.cell_output table').count();
     r.raw_pipe_tables = await page.evaluate(() =>
       [...document.querySelectorAll('div.cell_output')].filter((d) => /^\s*\|.*\|\s*$\n^\s*\|[\s:|-]+\|\s*$/m.test(d.innerText)).length);
+    // a printed table wider than the page: the reader has to scroll sideways to see its last columns
+    r.wide_tables = await page.evaluate(() => Array.from(document.querySelectorAll('div.cell_output table'))
+      .filter((t) => t.offsetParent !== null && (t.parentElement.scrollWidth > t.parentElement.clientWidth + 1
+        || t.getBoundingClientRect().right > t.closest('div.cell_output').getBoundingClientRect().right + 1))
+      .map((t) => t.querySelector('tr') ? t.querySelector('tr').innerText.replace(/\s+/g, ' ').slice(0, 80) : ''));
     r.widget_scripts = await page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count();
     r.widget_views = await page.locator('.jupyter-widgets, .widget-inline-hbox, .widget-hbox, .widget-vbox').count();
     // legibility of the static page: widget labels cut off, readouts without a value, and the
