@@ -26,7 +26,9 @@ average, named as the candidate before the run, is the published model (validati
 against 0.848, test 0.858 against 0.839; the last weights themselves scored 0.844); a fourth
 time for 628 iterations with the average on from the start (2,369 NAE iterations in all): the
 average again the named candidate and the published model (validation 0.871 against 0.866, test
-0.864 against 0.858; the last weights, compared only, scored 0.901 on both).  Digit 3 was continued the same way for 694 iterations on the
+0.864 against 0.858; the last weights, compared only, scored 0.901 on both)); that run, resumed
+to 1,321 iterations (3,062 in all), levelled off at about 0.87 on validation and was not kept
+(average 0.863, last weights 0.868, against 0.871).  Digit 3 was continued the same way for 694 iterations on the
 AMD core (940 in all; validation AUROC 0.870 against 0.773, test 0.880 against 0.797); a
 continuation of digit 5 (121 iterations) was worse on validation and was not kept
 (``benchmarks/results/holdout_continuations/``).  Their manifest entries say so
