@@ -174,3 +174,65 @@ def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def ae_phase(run_dir, patience: Optional[int] = None) -> dict:
+    """How the AE phase of a run went, from its ``metrics.jsonl``.
+
+    Returns ``{"steps" (the last logged AE step), "epochs", "val" [(step, val_energy)], "best_step",
+    "best_val", "ended" (True once the phase has ended), "early_stopped" (the phase ended on
+    ``patience`` validations without improvement: None when ``patience`` is not given),
+    "last_gain" (the relative fall of the validation energy between the last two validations)}``.
+    """
+    rec = read_metrics(run_dir)
+    steps = [r for r in rec if r.get("phase") == "ae" and r.get("step") is not None]
+    val = [(r["step"], float(r["val_energy"])) for r in rec
+           if r.get("event") == "validation" and r.get("phase") == "ae" and r.get("val_energy") is not None]
+    val = sorted(dict(val).items())  # a validation repeated after a resume counts once
+    out = {"steps": max((r["step"] for r in steps), default=0),
+           "epochs": max((r.get("epoch", 0) for r in steps), default=0),
+           "val": val, "best_step": None, "best_val": None,
+           "ended": any(r.get("event") == "phase_end" and r.get("phase") == "ae" for r in rec),
+           "early_stopped": None, "last_gain": None}
+    if val:
+        out["best_step"], out["best_val"] = min(val, key=lambda p: p[1])
+        if len(val) > 1:
+            out["last_gain"] = (val[-2][1] - val[-1][1]) / val[-2][1]
+        if patience is not None:
+            after_best = sum(1 for s, _ in val if s > out["best_step"])
+            out["early_stopped"] = out["ended"] and after_best >= patience
+    return out
+
+
+def ae_curves_figure(run_dir, title: Optional[str] = None, figsize=(5.0, 3.0)):
+    """The AE phase: the training reconstruction error (every logged step, with a running mean)
+    and the validation energy, the quantity early stopping watches, with its best point marked.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rec = read_metrics(run_dir)
+    info = ae_phase(run_dir)
+    fig, ax = plt.subplots(figsize=figsize)
+    xs, ys = series(rec, "recon", phase="ae")
+    if not len(xs):
+        xs, ys = series(rec, "loss", phase="ae")
+    if len(xs):
+        ax.plot(xs, ys, lw=0.8, color="tab:blue", alpha=0.35)
+        w = max(1, len(ys) // 25)
+        ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.6, color="tab:blue",
+                label="training batches")
+    if info["val"]:
+        vx, vy = zip(*info["val"])
+        ax.plot(vx, vy, "o-", ms=4, lw=1.2, color="tab:orange", label="validation")
+        ax.plot([info["best_step"]], [info["best_val"]], "*", ms=11, color="tab:red", label="best (kept)")
+    if not len(xs) and not info["val"]:
+        ax.text(0.5, 0.5, "no logged AE steps", ha="center", va="center", transform=ax.transAxes)
+    ax.set_yscale("log")
+    ax.set_xlabel("AE iteration")
+    ax.set_ylabel("reconstruction error (energy)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -183,9 +183,12 @@ def assemble(plan_files: dict, piece_dirs: list[Path], out_root: Path) -> tuple[
     """Puts together every file of ``plan_files`` (name -> {"sha256", "pieces": [...]}) whose pieces are
     all in ``piece_dirs``, under ``out_root/name``, checking its sha256.  Returns (done, incomplete)."""
     done, incomplete = [], []
+    seen_file = out_root / VERIFIED
+    seen = json.loads(seen_file.read_text()) if seen_file.is_file() else {}
     for name, info in plan_files.items():
         dst = out_root / name
-        if dst.is_file() and sha256(dst) == info["sha256"]:
+        if dst.is_file() and _verified(dst, seen.get(name)) == info["sha256"]:
+            seen[name] = [info["sha256"], _stamp(dst)]
             done.append(name)
             continue
         found = []
@@ -206,8 +209,34 @@ def assemble(plan_files: dict, piece_dirs: list[Path], out_root: Path) -> tuple[
             raise SystemExit(f"{name}: sha256 {got[:12]}... after putting its pieces together, the plan says "
                              f"{info['sha256'][:12]}...: a piece is corrupt; send it again")
         tmp.replace(dst)
+        seen[name] = [got, _stamp(dst)]
         done.append(name)
+    if seen:
+        out_root.mkdir(parents=True, exist_ok=True)
+        tmp = seen_file.with_name(VERIFIED + ".part")
+        tmp.write_text(json.dumps(seen))
+        tmp.replace(seen_file)
     return done, incomplete
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+VERIFIED = ".verified.json"   # under out_root: {name: [sha256, "size mtime_ns"]} of the files put together
+
+
+def _verified(path: Path, record: list | None) -> str:
+    """The sha256 of ``path``: the one remembered in ``record`` when the file has not changed since it
+    was checked (every ``unpack`` assembles again: thousands of images or a 500 MB checkpoint are not
+    hashed anew each call), else computed."""
+    if record and record[1] == _stamp(path):
+        return record[0]
+    return sha256(path)
+    digest = sha256(path)
+    _mark_verified(path, digest)
+    return digest
 
 
 # ----------------------------------------------------------------------------------------- here

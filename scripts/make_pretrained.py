@@ -61,10 +61,11 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
         if stage == "final":
             res = evaluate_model(load_pretrained(name, root=root), cfg, names, n=eval_n, precision="fp32")
             metrics = {"auroc": res["auroc"], "fpr95": res["fpr95"], "absent": sorted(res["absent"]),
-                       "n_in": res["n_in"]}
+                       "n_in": res["n_in"], "n": res["n"], "eval_n": eval_n}
         try:
             res_ae = evaluate_model(load_pretrained(name, which="ae", root=root), cfg, names, n=eval_n, precision="fp32")
-            metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"]})
+            metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"],
+                            "absent": sorted(res_ae["absent"]), "n": res_ae["n"], "eval_n": eval_n})
         except Exception as e:  # noqa: BLE001 - runs without an AE phase
             metrics["ae_auroc_error"] = str(e)
     update_entry(name, {"metrics": metrics}, root=root)  # the files published above, now measured

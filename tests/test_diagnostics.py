@@ -42,3 +42,36 @@ def test_not_converged_and_moving_auroc(tmp_path):
 def test_missing_log_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="metrics.jsonl does not exist"):
         equilibrium(tmp_path)
+
+
+def _ae_log(path, vals, ended, steps=100):
+    with open(path / "metrics.jsonl", "w") as f:
+        for s in range(10, steps + 1, 10):
+            f.write(json.dumps({"event": "step", "phase": "ae", "step": s, "epoch": s // 40,
+                                "loss": 1.0 / s, "recon": 1.0 / s}) + "\n")
+        for s, v in vals:
+            f.write(json.dumps({"event": "validation", "phase": "ae", "step": s, "val_energy": v}) + "\n")
+        if ended:
+            f.write(json.dumps({"event": "phase_end", "phase": "ae"}) + "\n")
+
+
+def test_ae_phase_reads_the_best_validation_and_how_the_phase_ended(tmp_path):
+    from nae.diagnostics import ae_curves_figure, ae_phase
+
+    _ae_log(tmp_path, [(20, 0.05), (40, 0.03), (60, 0.031), (80, 0.032), (100, 0.033)], ended=True)
+    info = ae_phase(tmp_path, patience=3)
+    assert (info["steps"], info["epochs"], info["best_step"], info["best_val"]) == (100, 2, 40, 0.03)
+    assert info["ended"] and info["early_stopped"] is True
+    assert info["last_gain"] == pytest.approx((0.032 - 0.033) / 0.032)  # negative: it got worse
+    assert ae_phase(tmp_path, patience=4)["early_stopped"] is False  # three bad validations are not four
+    fig = ae_curves_figure(tmp_path, title="t")
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 4  # batches, running mean, validation, best
+
+
+def test_ae_phase_still_running(tmp_path):
+    from nae.diagnostics import ae_phase
+
+    _ae_log(tmp_path, [(20, 0.05), (40, 0.03)], ended=False, steps=50)
+    info = ae_phase(tmp_path, patience=1)
+    assert not info["ended"] and info["early_stopped"] is False and info["best_step"] == 40
+    assert info["last_gain"] == pytest.approx(0.4)

@@ -28,6 +28,30 @@ def test_stage_reads_the_manifest(tmp_path, monkeypatch):
     assert ch.stage() == "ae"
 
 
+def test_stored_metrics_stand_in_for_scoring_only_when_measured_on_the_same_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "PRETRAINED_DIR", tmp_path)
+    metrics = {"ae_auroc": {"CelebA64Gray": 0.61, "ConstantGray": 0.2, "CIFAR10": 0.7, "Noise": 1.0},
+               "ae_fpr95": {"CelebA64Gray": 0.9}, "n_in": 2000, "eval_n": 2000, "absent": [],
+               "n": {"CelebA64Gray": 2000, "ConstantGray": 2000, "CIFAR10": 2000, "Noise": 2000}}
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"celeba64_ood_cpu": {"files": {}, "stage": "ae", "date": "2026-11-30", "metrics": metrics}}))
+    ch = ImageChapter("celeba64_ood_cpu", "full")
+    got = ch.stored_results(n=2000)
+    assert set(got) == {"AE"}                     # a milestone: the AE only, no NAE numbers
+    assert got["AE"]["stored"] and got["AE"]["auroc"]["ConstantGray"] == 0.2
+    assert ch.stored_results(n=None) == {}        # measured on another number of images: score now
+    assert ImageChapter("celeba64_ood_cpu", "smoke").stored_results(n=2000) == {}
+    assert ImageChapter("celeba64_ood_cpu", "full", retrain=True).stored_results(n=2000) == {}
+    # a model without stored metrics is scored; one with them is not touched
+    calls = []
+    monkeypatch.setattr("nae.evaluate.evaluate_model", lambda m, cfg, ood, n=None: calls.append(m) or {"n_in": 1})
+    res = ch.evaluate({"AE": "ae-model", "NAE": "nae-model"}, n=2000, stored=True)
+    assert calls == ["nae-model"] and res["AE"] == got["AE"] and res["NAE"] == {"n_in": 1}
+    md = ch.auroc_markdown({"AE": got["AE"]})
+    assert "| ConstantGray | 0.200 | not trained yet |" in md
+    assert "measured when published (2026-11-30)" in md and "outlier sets: n = 2000 each" in md
+
+
 @pytest.mark.parametrize("recipe", ["cifar10_ood_cpu", "celeba64_ood_cpu"])
 def test_compute_rows_multiply_out_both_schedules(recipe):
     ch = ImageChapter(recipe, "smoke")

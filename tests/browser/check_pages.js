@@ -24,7 +24,9 @@ const path = require('path');
     r.output_tables = await page.locator('div.cell_output table').count();
     r.raw_pipe_tables = await page.evaluate(() =>
       [...document.querySelectorAll('div.cell_output')].filter((d) => /^\s*\|.*\|\s*$\n^\s*\|[\s:|-]+\|\s*$/m.test(d.innerText)).length);
-    // a printed table wider than the page: the reader has to scroll sideways to see its last columns
+    // a printed table wider than the page: the reader has to scroll sideways to see its last columns.
+    // Two ways it shows: inside a scroll container (the parent's scrollWidth exceeds its width), or
+    // spilling over the output's right edge where no container clips it.
     r.wide_tables = await page.evaluate(() => Array.from(document.querySelectorAll('div.cell_output table'))
       .filter((t) => t.offsetParent !== null && (t.parentElement.scrollWidth > t.parentElement.clientWidth + 1
         || t.getBoundingClientRect().right > t.closest('div.cell_output').getBoundingClientRect().right + 1))
