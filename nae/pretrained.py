@@ -165,12 +165,22 @@ def pretrained_path(name: str, root=None, download: bool = True) -> Path:
 
 
 def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
-    """Loads a pretrained model by name after checking its files' sha256 (see module doc)."""
+    """Loads a pretrained model by name after checking its files' sha256 (see module doc).
+
+    A milestone (manifest ``"stage": "ae"``: only the AE phase is published, the NAE phase is
+    still training) has no final model: ``which="final"`` then says so; load ``which="ae"``."""
     from .run import load_run
 
-    model = load_run(pretrained_path(name, root), which=which, device=device, verify=False)  # checked just now
+    path = pretrained_path(name, root)
+    entry = read_manifest(root)[name]
+    if which in ("final", "ema") and entry.get("stage", "final") == "ae":
+        raise CheckpointError(f"pretrained model {name!r} is a milestone: only its AE phase is published "
+                              f"({entry.get('date', 'date unknown')}), its NAE phase has not been trained yet; "
+                              f"load the AE with load_pretrained({name!r}, which='ae'), or continue the NAE "
+                              f"phase with `python -m nae train ... train.init_ae={name}`")
+    model = load_run(path, which=which, device=device, verify=False)  # checked just now
     model.pretrained_name = name
-    model.manifest = read_manifest(root)[name]
+    model.manifest = entry
     return model
 
 

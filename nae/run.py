@@ -60,6 +60,9 @@ def load_run(path, which: str = "final", device="cpu", verify: bool = True):
     files = [run_dir / n for n in names]
     found = [f for f in files if f.is_file()]
     if not found:
+        if which == "final" and (run_dir / "ae.pt").is_file():
+            why_missing = ("only its AE phase is there (a published milestone, or a copy of ae.pt): load the AE "
+                           "with which='ae' (`--which ae` on the command line)")
         raise CheckpointError(f"no weights in {run_dir}: looked for {', '.join(f.name for f in files)}"
                               + (f" ({why_missing})" if why_missing else ""))
     obj = ckpt.load_checkpoint(found[0], map_location="cpu")

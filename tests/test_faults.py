@@ -513,6 +513,10 @@ def test_a_finished_ae_phase_is_published_as_a_milestone(tmp_path):
     assert entry["stage"] == "ae" and set(entry["files"]) >= {"ae.pt", "config.yml"}
     assert not {"model.pt", "ema.pt"} & set(entry["files"])
     assert nae.load_pretrained("toy_ae", which="ae", root=root).energy(torch.zeros(3, 2)).shape == (3,)
+    with pytest.raises(CheckpointError, match="milestone: only its AE phase is published.*which='ae'"):
+        nae.load_pretrained("toy_ae", root=root)  # no final model yet: said plainly, not "no model.pt"
+    with pytest.raises(CheckpointError, match="only its AE phase is there.*--which ae"):
+        load_run(root / "toy_ae")  # the folder given as a run directory (python -m nae evaluate DIR)
 
 
 def test_filling_in_metrics_changes_the_manifest_entry_only(tmp_path, monkeypatch):

@@ -55,8 +55,8 @@ def test_a_legacy_run_loads_and_resumes(tmp_path, capsys, name, phase, step):
 def test_every_published_model_loads():
     names = json.loads((REPO / "pretrained" / "manifest.json").read_text())
     assert names
-    for name in names:
-        model = nae.load_pretrained(name)
+    for name, entry in names.items():
+        model = nae.load_pretrained(name, which="ae" if entry.get("stage") == "ae" else "final")
         assert model.pretrained_name == name
         x = torch.rand(2, *model.config.model.x_shape)
         assert torch.isfinite(model.energy(x)).all()
