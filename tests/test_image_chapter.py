@@ -92,3 +92,14 @@ def test_default_precisions_time_bf16_live_only_where_it_is_native(monkeypatch):
     assert {k.split(", ")[1] for k in ch.compute_rows()} == {"fp32", "bf16"}
     full = ImageChapter("cifar10_ood_gpu", "full").compute_rows()   # stored: both, nothing timed
     assert {k.split(", ")[1] for k in full} == {"fp32", "bf16"}
+
+
+@pytest.mark.parametrize("recipe", ["cifar10_ood_cpu", "celeba64_ood_cpu"])
+def test_cpu_recipes_carry_their_levers(recipe):
+    from nae.tutorial.recipes import get_recipe
+    from nae.tutorial.recipes.cifar_celeba import CPU_LEVERS
+
+    r = get_recipe(recipe)
+    assert set(CPU_LEVERS) <= set(r.full) and any(a.startswith("train.nae.max_iters=") for a in r.full)
+    ch = ImageChapter(recipe, "full")
+    assert ch.cfg.sampler.n_negatives == 32 and ch.cfg.train.nae.lr == 1e-4

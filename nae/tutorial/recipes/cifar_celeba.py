@@ -56,7 +56,8 @@ RECIPES = {
         description="NAE on CIFAR-10, short GPU schedule (H200, time-boxed): AE 15 epochs, NAE 84 iterations at "
                     "lr 1e-4 with 128 negatives"),
     "celeba64_ood_cpu": Recipe(
-        config="celeba64_ood", eval_n=2000,  # our CelebA test set has 2,000 images: as many of each outlier set full=[*CPU_LEVERS, "train.nae.max_iters=600"],
+        # eval_n: our CelebA test split has 2,000 images; as many of each outlier set
+        config="celeba64_ood", eval_n=2000, full=[*CPU_LEVERS, "train.nae.max_iters=600"],
         ood=["CelebA64Gray", "ConstantGray", "CIFAR10", "Noise"],
         description="NAE on CelebA 64x64 (our 5,000-image subset), CPU schedule: AE 30 epochs, NAE 600 "
                     "iterations at lr 1e-4 with 32 negatives per step"),
