@@ -137,6 +137,15 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
+def _plot_noisy(ax, xs, ys, color: str, label: str) -> None:
+    """A noisy logged series, faint, with a running mean over it that shows the trend."""
+    if not len(xs):
+        return
+    ax.plot(xs, ys, lw=0.8, color=color, alpha=0.35)
+    w = max(1, len(ys) // 25)
+    ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.6, color=color, label=label)
+
+
 def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3.0), history: bool = True):
     """Two panels: E(x+) and E(x-) against the NAE iteration (log scale), and the validation
     AUROC of each watched outlier set.  ``history``: for a published model that continued earlier
@@ -146,11 +155,7 @@ def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3
     rec = read_metrics(run_dir, history=history)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
     for key, label, color in (("e_pos", "E(x+), data", "tab:blue"), ("e_neg", "E(x-), samples", "tab:red")):
-        xs, ys = series(rec, key)
-        if len(xs):
-            a1.plot(xs, ys, lw=0.8, color=color, alpha=0.35)
-            w = max(1, len(ys) // 25)  # a running mean shows the trend through the noise
-            a1.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.6, color=color, label=label)
+        _plot_noisy(a1, *series(rec, key), color=color, label=label)
     a1.set_yscale("log")
     a1.set_xlabel("NAE iteration")
     a1.set_ylabel("energy")
@@ -184,7 +189,10 @@ def ae_phase(run_dir, patience: Optional[int] = None) -> dict:
     ``patience`` validations without improvement: None when ``patience`` is not given),
     "last_gain" (the relative fall of the validation energy between the last two validations)}``.
     """
-    rec = read_metrics(run_dir)
+    return _ae_phase(read_metrics(run_dir), patience)
+
+
+def _ae_phase(rec, patience: Optional[int] = None) -> dict:
     steps = [r for r in rec if r.get("phase") == "ae" and r.get("step") is not None]
     val = [(r["step"], float(r["val_energy"])) for r in rec
            if r.get("event") == "validation" and r.get("phase") == "ae" and r.get("val_energy") is not None]
@@ -211,16 +219,12 @@ def ae_curves_figure(run_dir, title: Optional[str] = None, figsize=(5.0, 3.0)):
     import matplotlib.pyplot as plt
 
     rec = read_metrics(run_dir)
-    info = ae_phase(run_dir)
+    info = _ae_phase(rec)
     fig, ax = plt.subplots(figsize=figsize)
     xs, ys = series(rec, "recon", phase="ae")
     if not len(xs):
         xs, ys = series(rec, "loss", phase="ae")
-    if len(xs):
-        ax.plot(xs, ys, lw=0.8, color="tab:blue", alpha=0.35)
-        w = max(1, len(ys) // 25)
-        ax.plot(xs[w - 1:], np.convolve(ys, np.ones(w) / w, mode="valid"), lw=1.6, color="tab:blue",
-                label="training batches")
+    _plot_noisy(ax, xs, ys, color="tab:blue", label="training batches")
     if info["val"]:
         vx, vy = zip(*info["val"])
         ax.plot(vx, vy, "o-", ms=4, lw=1.2, color="tab:orange", label="validation")
