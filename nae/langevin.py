@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -41,6 +42,30 @@ from .nets import project_sphere
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 #: ``trace(k, x)``: called with the chain state at the start (k = 0) and after each step k
 TraceFn = Callable[[int, torch.Tensor], None]
+
+#: the stop request every chain polls before each step (set by :func:`interruptible`)
+_STOP_REQUESTED: ContextVar[Optional[Callable[[], bool]]] = ContextVar("nae_chain_stop", default=None)
+
+
+class ChainInterrupted(Exception):
+    """A chain stopped between two of its steps because :func:`interruptible`'s check said so.
+
+    Raised before any sampler state changes (replay buffers are written only once every
+    chain of a draw has finished), so the caller may undo the draw by restoring its
+    generator and run it again later with identical results."""
+
+
+@contextmanager
+def interruptible(stop_requested: Callable[[], bool]):
+    """Inside the block every Langevin chain calls ``stop_requested()`` before each step and
+    raises :class:`ChainInterrupted` when it returns True.  The trainer uses it so that a
+    SIGTERM during a long NAE iteration (minutes for 64x64 chains on a CPU) is honoured
+    within one Langevin step instead of at the iteration's end."""
+    token = _STOP_REQUESTED.set(stop_requested)
+    try:
+        yield
+    finally:
+        _STOP_REQUESTED.reset(token)
 
 
 @contextmanager
@@ -136,7 +161,10 @@ def langevin_chain(energy: EnergyFn, x0: torch.Tensor, chain, temperature=1.0,
     e_x, g = energy_and_grad(energy, x, need_energy=mh)
     g = clip_grad(g, chain.clip_grad, chain.clip_type)
     accepts = []
+    stop_requested = _STOP_REQUESTED.get()
     for k in range(n):
+        if stop_requested is not None and stop_requested():
+            raise ChainInterrupted(f"stopped before step {k + 1} of {n}")
         sigma = sigma0 / max(1, k) if chain.noise_anneal else sigma0
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * sigma
         y = x - s * g / T + noise
@@ -272,9 +300,11 @@ class OnManifoldSampler:
     1. z0: each sample replayed from the latent buffer with probability
        ``replay_ratio``, else drawn fresh from N(0, I); projected to the sphere.
     2. Latent chain on E(dec(z)) (projection after each step).
-    3. The chain end points go into the buffer.
-    4. x0 = dec(z), clamped to the data bounds.
-    5. Input chain on E(x) from x0.
+    3. x0 = dec(z), clamped to the data bounds.
+    4. Input chain on E(x) from x0.
+    5. The latent chain end points go into the buffer.  (The original pushes them before
+       step 3; nothing in between reads the buffer, so the samples are the same, and an
+       interrupted draw leaves the buffer untouched.)
     """
 
     def __init__(self, cfg):
@@ -306,13 +336,13 @@ class OnManifoldSampler:
             z0 = self.initial_latent(model, n, generator, replay)
             zres = langevin_chain(model.latent_energy, z0, z_chain, T, generator, _traced(trace, "z"))
             z = zres.x
-            if replay and push is not False:
-                self.buffer.push(z)
             with torch.no_grad():
                 x0 = model.decode(z).float()  # under bf16 autocast the decoder's output is bf16
             if model.x_bound is not None:
                 x0 = x0.clamp(*model.x_bound)
             xres = langevin_chain(model.energy, x0, x_chain, T, generator, _traced(trace, "x"))
+        if replay and push is not False:  # only now: an interrupted draw leaves the buffer as it was
+            self.buffer.push(z)
         return {"x": xres.x, "x0": x0, "z": z, "z0": z0, "accept_rate": xres.accept_rate}
 
     def state_dict(self):

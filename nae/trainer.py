@@ -50,6 +50,7 @@ from .errors import CheckpointError, ConfigError, DataError, DivergenceError, NA
 from .models import build_model, weight_penalty  # noqa: F401 (weight_penalty re-exported)
 from .callbacks import History, JSONLinesLogger, ProgressBar  # noqa: F401 (re-exported)
 from .distributed import all_reduce_mean, init_distributed
+from .langevin import ChainInterrupted, interruptible
 from .speed import autocast  # noqa: F401 (re-exported)
 from .speed import describe_precision, flush_denormals, resolve_precision, warn_if_slow
 
@@ -446,6 +447,23 @@ class Trainer:
         self._optimizer_step()
         return {"loss": float(loss.detach()), "recon": float(recon)}
 
+    def _interruptible_nae_step(self, x) -> Optional[dict]:
+        """One NAE iteration, abandoned within one Langevin step when SIGINT/SIGTERM arrives
+        during its chains (they take minutes for 64x64 data on a CPU).  An abandoned iteration
+        leaves no trace: the weights change only after sampling, the replay buffer only at
+        the end of a draw, and the generator is set back; so it returns None and a resume
+        redoes the iteration exactly.  With several processes the signal is honoured after
+        the iteration instead (every rank must finish its collective calls)."""
+        if self.world > 1:
+            return self._nae_step(x)
+        rng = self.generator.get_state()
+        try:
+            with interruptible(lambda: self.interrupted is not None):
+                return self._nae_step(x)
+        except ChainInterrupted:
+            self.generator.set_state(rng)
+            return None
+
     def _nae_step(self, x) -> dict:
         pc, m = self.cfg.train.nae, self.model
         n_neg = x.shape[0]
@@ -587,7 +605,8 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def fit(self, max_minutes: Optional[float] = None, stop_after: Optional[int] = None) -> str:
         """Trains until done.  Returns ``"done"`` or ``"paused"`` (time or ``stop_after`` iterations
-        reached).  On SIGINT or SIGTERM the current step is finished, a checkpoint written, and
+        reached).  On SIGINT or SIGTERM the current step is finished (an NAE iteration still in its
+        Langevin chains is abandoned and undone instead), a checkpoint written, and
         :class:`~nae.errors.TrainingInterrupted` (a KeyboardInterrupt) raised.  A paused or
         interrupted run is checkpointed and ``Trainer.resume`` continues it exactly.
 
@@ -631,7 +650,8 @@ class Trainer:
                     lock.release()
 
     def _install_signal_handlers(self) -> dict:
-        """SIGINT/SIGTERM set ``self.interrupted``; the loop stops after the current step.  A second
+        """SIGINT/SIGTERM set ``self.interrupted``; the loop stops after the current step (an NAE
+        iteration still in its chains is abandoned within one Langevin step and undone).  A second
         signal stops at once (KeyboardInterrupt).  Only possible in the main thread."""
         import threading
 
@@ -728,7 +748,12 @@ class Trainer:
                     x = x.to(dev, non_blocking=True)
                     if cl:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    metrics = self._ae_step(x) if phase == "ae" else self._nae_step(x)
+                    if phase == "ae":
+                        metrics = self._ae_step(x)
+                    else:
+                        metrics = self._interruptible_nae_step(x)
+                        if metrics is None:  # a signal arrived mid-chain: the iteration was undone
+                            return self._stop("interrupted")
                     self._last_x = x
                     self.state["iter_in_epoch"] = i + 1
                     self.state["step"] += 1

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -301,6 +302,50 @@ def test_a_signal_in_the_library_checkpoints_then_stops_the_caller(tmp_path):
     assert load_checkpoint(run / "checkpoint.pt")["state"]["step"] == 3
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is back
     assert Trainer.resume(run, progress=False).fit() == "done"
+
+
+class _SignalMidChain:
+    """Sends SIGTERM from inside a Langevin chain of NAE iteration ``step`` (at the chains'
+    ``call``-th energy evaluation), as a pause during a minutes-long 64x64 iteration would."""
+
+    def __init__(self, step, call=4):
+        self.step, self.call, self.calls = step, call, 0  # energy evaluations inside chains
+
+    def on_event(self, event, trainer, metrics):
+        if event == "step" and trainer.state["phase"] == "nae" and trainer.state["step"] == self.step - 1:
+            model, energy = trainer.model, trainer.model.energy
+
+            def counted(x):
+                if any(f.name == "langevin_chain" for f in traceback.extract_stack()):
+                    self.calls += 1
+                    if self.calls == self.call:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                return energy(x)
+
+            model.energy = counted  # the sampler reads model.energy at each draw
+
+
+def test_a_signal_mid_chain_abandons_the_iteration_and_resume_is_exact(tmp_path):
+    """The signal is honoured within one Langevin step, not at the iteration's end; the abandoned
+    iteration leaves no trace (weights, replay buffer, generator), so the resumed run equals one
+    never interrupted."""
+    over = ["train.nae.max_iters=6"]
+    ref = Trainer(toy_cfg(*over), tmp_path / "ref", progress=False)
+    assert ref.fit() == "done"
+    run = tmp_path / "run"
+    sig = _SignalMidChain(step=4)
+    with pytest.raises(nae.TrainingInterrupted) as e:
+        Trainer(toy_cfg(*over), run, callbacks=[sig], progress=False).fit()
+    assert e.value.signal == "SIGTERM" and "at phase nae, step 3" in str(e.value)
+    assert sig.calls == sig.call, "the chain went on after the signal"
+    obj = load_checkpoint(run / "checkpoint.pt")
+    assert obj["state"]["step"] == 3 and not obj["state"]["done"]
+    assert [(ev["phase"], ev["step"]) for ev in events(run) if ev["event"] == "interrupted"] == [("nae", 3)]
+    resumed = Trainer.resume(run, progress=False)
+    assert resumed.fit() == "done"
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert torch.equal(ref.model.sampler.buffer.latest(50), resumed.model.sampler.buffer.latest(50))
 
 
 class _Crash:
