@@ -137,6 +137,34 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
+def equilibrium_line(eq: dict, target: float = 0.9) -> str:
+    """One line that reads :func:`equilibrium`'s result out: iterations, the energy ratio over
+    the last tenth against ``target``, and whether the validation AUROC is flat."""
+    ratio = "n/a (too few logged steps)" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
+    flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
+    return (f"{eq['iterations']} NAE iterations; last tenth: mean E(x-) / mean E(x+) = {ratio} "
+            f"(near equilibrium: >= {target}); validation AUROC flat: {flat}")
+
+
+def ae_phase_line(info: dict, epochs: Optional[int] = None) -> str:
+    """One line that reads :func:`ae_phase`'s result out: how long the AE phase ran, what ended
+    it (early stopping, or the cap of ``epochs``), and the best validation energy kept."""
+    if not info["ended"]:
+        how = "not ended yet"
+    elif info["early_stopped"]:
+        how = "ended by early stopping"
+    else:
+        how = "ended by the epoch cap" + (f" ({epochs} epochs)" if epochs is not None else "")
+    line = f"AE phase: {info['steps']} iterations, {how}"
+    if info["best_val"] is not None:
+        line += f"; best validation energy {info['best_val']:.5f} at iteration {info['best_step']} (kept)"
+    gain = info["last_gain"]
+    if gain is not None:
+        line += f"; the last validation {'fell' if gain >= 0 else 'rose'} {100 * abs(gain):.1f} % " \
+                f"{'below' if gain >= 0 else 'above'} the one before"
+    return line
+
+
 def _plot_noisy(ax, xs, ys, color: str, label: str) -> None:
     """A noisy logged series, faint, with a running mean over it that shows the trend."""
     if not len(xs):

@@ -260,6 +260,35 @@ class ImageChapter:
         rows = {r["name"]: r for r in D.list_datasets()}
         return [n for n in self.ood if rows.get(n, {}).get("found")]
 
+    def training_run(self):
+        """The run whose logs the training curves show: the published one (full budget), else
+        the one this notebook trained (smoke budget, or ``retrain``)."""
+        from .notebook import RUNS
+
+        return self.run_dir() if self.budget == "full" and not self.retrain else RUNS / self.budget / self.recipe
+
+    def show_training(self, ae, model) -> None:
+        """The training curves of what is published: the NAE phase (E(x+), E(x-), validation
+        AUROC) with its equilibrium line; while only the AE is, the AE phase (training and
+        validation reconstruction error, the quantity early stopping watches)."""
+        import matplotlib.pyplot as plt
+
+        from ..diagnostics import (ae_curves_figure, ae_phase, ae_phase_line, equilibrium, equilibrium_line,
+                                   training_curves_figure)
+
+        run = self.training_run()
+        if model is not None:
+            training_curves_figure(run, title=f"{self.recipe}: NAE phase")
+            plt.show()
+            print(equilibrium_line(equilibrium(run)))
+        elif ae is not None and run is not None:
+            ae_curves_figure(run, title=f"{self.recipe}: AE phase")
+            plt.show()
+            print(ae_phase_line(ae_phase(run, patience=self.cfg.train.ae.patience), self.cfg.train.ae.epochs))
+            print("no NAE phase yet: no NAE curves")
+        else:
+            print("no model published yet: no curves")
+
     def run_dir(self):
         """The published run directory of this recipe (its ``metrics.jsonl``), or None."""
         from ..pretrained import PRETRAINED_DIR
