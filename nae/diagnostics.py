@@ -107,7 +107,7 @@ def auroc_keys(records, phase: str = "nae") -> list[str]:
 def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float = 0.02) -> dict:
     """The equilibrium diagnostics of an NAE run.
 
-    Returns ``{"iterations", "ratio" (mean E(x-) / mean E(x+) over the last ``last`` of the
+    Returns ``{"iterations" (the last NAE iteration logged by any event), "ratio" (mean E(x-) / mean E(x+) over the last ``last`` of the
     logged steps), "near_equilibrium" (ratio >= target), "auroc_last" {set: last value},
     "auroc_change" {set: last minus the mean of the validations in the last ``last`` of the
     run before it, or None}, "auroc_flat" (every change within ``flat_tol``)}``.
@@ -115,7 +115,8 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     rec = read_metrics(run_dir)
     it, e_pos = series(rec, "e_pos")
     _, e_neg = series(rec, "e_neg")
-    out = {"iterations": int(it.max()) if len(it) else 0, "ratio": None, "near_equilibrium": False,
+    steps = [r["step"] for r in rec if r.get("phase") == "nae" and isinstance(r.get("step"), int)]
+    out = {"iterations": max(steps, default=0), "ratio": None, "near_equilibrium": False,
            "auroc_last": {}, "auroc_change": {}, "auroc_flat": None}
     if len(it):
         k = max(1, int(round(len(it) * last)))
@@ -137,32 +138,33 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
-def equilibrium_line(eq: dict, target: float = 0.9) -> str:
-    """One line that reads :func:`equilibrium`'s result out: iterations, the energy ratio over
-    the last tenth against ``target``, and whether the validation AUROC is flat."""
+def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
+    """:func:`equilibrium`'s result in two short lines: the iterations and the energy ratio over
+    the last tenth against ``target``; whether the validation AUROC is flat."""
     ratio = "n/a (too few logged steps)" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
     flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
     return (f"{eq['iterations']} NAE iterations; last tenth: mean E(x-) / mean E(x+) = {ratio} "
-            f"(near equilibrium: >= {target}); validation AUROC flat: {flat}")
+            f"(near equilibrium: >= {target})\nvalidation AUROC flat: {flat}")
 
 
-def ae_phase_line(info: dict, epochs: Optional[int] = None) -> str:
-    """One line that reads :func:`ae_phase`'s result out: how long the AE phase ran, what ended
-    it (early stopping, or the cap of ``epochs``), and the best validation energy kept."""
+def ae_phase_summary(info: dict, epochs: Optional[int] = None) -> str:
+    """:func:`ae_phase`'s result in short lines: how long the AE phase ran and what ended it
+    (early stopping, or the cap of ``epochs``); the best validation energy (the weights kept);
+    how much the last validation moved."""
     if not info["ended"]:
         how = "not ended yet"
     elif info["early_stopped"]:
         how = "ended by early stopping"
     else:
         how = "ended by the epoch cap" + (f" ({epochs} epochs)" if epochs is not None else "")
-    line = f"AE phase: {info['steps']} iterations, {how}"
+    lines = [f"AE phase: {info['steps']} iterations, {how}"]
     if info["best_val"] is not None:
-        line += f"; best validation energy {info['best_val']:.5f} at iteration {info['best_step']} (kept)"
+        lines.append(f"best validation energy {info['best_val']:.5f} at iteration {info['best_step']} (kept)")
     gain = info["last_gain"]
     if gain is not None:
-        line += f"; the last validation {'fell' if gain >= 0 else 'rose'} {100 * abs(gain):.1f} % " \
-                f"{'below' if gain >= 0 else 'above'} the one before"
-    return line
+        lines.append(f"the last validation {'fell' if gain >= 0 else 'rose'} {100 * abs(gain):.1f} % "
+                     f"{'below' if gain >= 0 else 'above'} the one before")
+    return "\n".join(lines)
 
 
 def _plot_noisy(ax, xs, ys, color: str, label: str) -> None:

@@ -77,16 +77,20 @@ def test_ae_phase_still_running(tmp_path):
     assert info["last_gain"] == pytest.approx(0.4)
 
 
-def test_the_lines_that_read_the_diagnostics_out(tmp_path):
-    from nae.diagnostics import ae_phase, ae_phase_line, equilibrium_line
+def test_the_summaries_that_read_the_diagnostics_out(tmp_path):
+    from nae.diagnostics import ae_phase, ae_phase_summary, equilibrium_summary
 
-    line = equilibrium_line(equilibrium(_log(tmp_path, 50, 0.03, lambda s: 0.01, [(50, 0.8)]) or tmp_path))
-    assert line.startswith("50 NAE iterations; last tenth: mean E(x-) / mean E(x+) = 0.33 (near equilibrium: >= 0.9)")
-    assert line.endswith("validation AUROC flat: too few validations to tell")  # one validation, not "None"
+    _log(tmp_path, 50, 0.03, lambda s: 0.01, [(50, 0.8)])
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # steps are logged every 10: the phase's end says 54
+        f.write(json.dumps({"event": "phase_end", "phase": "nae", "step": 54}) + "\n")
+    assert equilibrium_summary(equilibrium(tmp_path)).splitlines() == [
+        "54 NAE iterations; last tenth: mean E(x-) / mean E(x+) = 0.33 (near equilibrium: >= 0.9)",
+        "validation AUROC flat: too few validations to tell"]  # one validation: not "None"
     _ae_log(tmp_path, [(20, 0.05), (40, 0.03), (60, 0.031), (80, 0.032), (100, 0.033)], ended=True)
-    assert ae_phase_line(ae_phase(tmp_path, patience=3), epochs=30) == (
-        "AE phase: 100 iterations, ended by early stopping; best validation energy 0.03000 at iteration 40 (kept); "
-        "the last validation rose 3.1 % above the one before")
-    assert "ended by the epoch cap (30 epochs)" in ae_phase_line(ae_phase(tmp_path, patience=5), epochs=30)
+    assert ae_phase_summary(ae_phase(tmp_path, patience=3), epochs=30).splitlines() == [
+        "AE phase: 100 iterations, ended by early stopping",
+        "best validation energy 0.03000 at iteration 40 (kept)",
+        "the last validation rose 3.1 % above the one before"]
+    assert "ended by the epoch cap (30 epochs)" in ae_phase_summary(ae_phase(tmp_path, patience=5), epochs=30)
     _ae_log(tmp_path, [], ended=False)
-    assert ae_phase_line(ae_phase(tmp_path)) == "AE phase: 100 iterations, not ended yet"
+    assert ae_phase_summary(ae_phase(tmp_path)) == "AE phase: 100 iterations, not ended yet"

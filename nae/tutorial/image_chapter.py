@@ -273,18 +273,18 @@ class ImageChapter:
         validation reconstruction error, the quantity early stopping watches)."""
         import matplotlib.pyplot as plt
 
-        from ..diagnostics import (ae_curves_figure, ae_phase, ae_phase_line, equilibrium, equilibrium_line,
+        from ..diagnostics import (ae_curves_figure, ae_phase, ae_phase_summary, equilibrium, equilibrium_summary,
                                    training_curves_figure)
 
         run = self.training_run()
         if model is not None:
             training_curves_figure(run, title=f"{self.recipe}: NAE phase")
             plt.show()
-            print(equilibrium_line(equilibrium(run)))
+            print(equilibrium_summary(equilibrium(run)))
         elif ae is not None and run is not None:
             ae_curves_figure(run, title=f"{self.recipe}: AE phase")
             plt.show()
-            print(ae_phase_line(ae_phase(run, patience=self.cfg.train.ae.patience), self.cfg.train.ae.epochs))
+            print(ae_phase_summary(ae_phase(run, patience=self.cfg.train.ae.patience), self.cfg.train.ae.epochs))
             print("no NAE phase yet: no NAE curves")
         else:
             print("no model published yet: no curves")
