@@ -138,10 +138,22 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
+def _ratio_text(eq: dict, missing: str = "n/a") -> str:
+    return missing if eq["ratio"] is None else f"{eq['ratio']:.2f}"
+
+
+def equilibrium_line(eq: dict) -> str:
+    """:func:`equilibrium`'s result in one line, for a table of runs: the NAE iterations, the
+    energy ratio over the last tenth and the last validation AUROC of each watched set."""
+    aurocs = ", ".join(f"{k} {v:.3f}" for k, v in eq["auroc_last"].items())
+    return (f"{eq['iterations']} NAE iterations; E(x-)/E(x+) over the last tenth {_ratio_text(eq)}; "
+            f"last validation AUROC: {aurocs}")
+
+
 def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
     """:func:`equilibrium`'s result in two short lines: the iterations and the energy ratio over
     the last tenth against ``target``; whether the validation AUROC is flat."""
-    ratio = "n/a (too few logged steps)" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
+    ratio = _ratio_text(eq, "n/a (too few logged steps)")
     flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
     return (f"{eq['iterations']} NAE iterations; last tenth: mean E(x-) / mean E(x+) = {ratio} "
             f"(near equilibrium: >= {target})\nvalidation AUROC flat: {flat}")

@@ -138,11 +138,8 @@ def training_log(model, phase: str = "nae") -> dict:
 
 
 def equilibrium_line(run_dir) -> str:
-    """One line on how close an NAE run got to equilibrium: its NAE iterations, the ratio mean
-    E(x-) / mean E(x+) over the last tenth, and the last validation AUROC of each watched set."""
-    from ..diagnostics import equilibrium
+    """:func:`nae.diagnostics.equilibrium_line` of a run directory: its NAE iterations, the ratio
+    mean E(x-) / mean E(x+) over the last tenth, and the last validation AUROC of each watched set."""
+    from ..diagnostics import equilibrium, equilibrium_line as line
 
-    eq = equilibrium(run_dir)
-    ratio = "n/a" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
-    aurocs = ", ".join(f"{k} {v:.3f}" for k, v in eq["auroc_last"].items())
-    return f"{eq['iterations']} NAE iterations; E(x-)/E(x+) over the last tenth {ratio}; last validation AUROC: {aurocs}"
+    return line(equilibrium(run_dir))
