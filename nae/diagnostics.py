@@ -76,13 +76,15 @@ def _last_record_per_step(records) -> list[dict]:
 
 def segment_starts(records) -> list[int]:
     """The NAE iterations at which each continuation began, in records read with
-    ``read_metrics(..., history=True)`` (empty for a model trained in one run)."""
+    ``read_metrics(..., history=True)`` (empty for a model trained in one run, or whose NAE phase
+    started from a published AE milestone)."""
     starts = {}
     for r in records:
         k = r.get("segment")
         if k and r.get("phase") == "nae" and r.get("step") is not None:
             starts[k] = r["step"] - r["segment_step"]  # the offset of the segment's iterations
-    return [starts[k] for k in sorted(starts)]
+    # a segment at 0 began the NAE phase (after a published AE milestone's log): no continuation
+    return [starts[k] for k in sorted(starts) if starts[k] > 0]
 
 
 def series(records, key: str, event: str = "step", phase: str = "nae") -> tuple[np.ndarray, np.ndarray]:

@@ -191,26 +191,34 @@ def _is_source_of(run_dir: Path, name: str) -> bool:
         return False
 
 
+def _names(init, dst: Path, name: str, fname: str) -> bool:
+    """Does the ``train.init_*`` value ``init`` name the model published as ``name`` in ``dst``?"""
+    return bool(init) and (init == name or Path(str(init)).resolve() in (dst.resolve(), (dst / fname).resolve()))
+
+
 def _continues(run_dir: Path, dst: Path, name: str) -> bool:
-    """Did the run start from the weights published as ``name`` (``train.init_nae``)?"""
+    """Did the run start from the weights published as ``name``: its NAE (``train.init_nae``), or,
+    where only the AE is published there (a milestone, ``stage: ae``), that AE (``train.init_ae``),
+    whose phase's log then stays with the model?"""
     from yaml import YAMLError
 
     from .config import load_saved_config
     from .errors import NAEError
 
     try:
-        init = load_saved_config(run_dir / "config.yml").train.init_nae
+        train = load_saved_config(run_dir / "config.yml").train
     except (OSError, ValueError, YAMLError, NAEError):  # no readable config: not a continuation
         return False
-    if not init:
-        return False
-    return init == name or Path(str(init)).resolve() in (dst.resolve(), (dst / "model.pt").resolve())
+    if train.init_nae:
+        return _names(train.init_nae, dst, name, "model.pt")
+    return _names(train.init_ae, dst, name, "ae.pt") and not (dst / "model.pt").is_file()
 
 
 def _history(run_dir: Path, dst: Path, name: str) -> str:
     """The text of :data:`HISTORY` for publishing ``run_dir`` over ``dst``: ``dst``'s history when the
     run is the one published there already (publishing again), that history plus ``dst``'s log as
-    one more segment when the run continued the published model, else nothing (a new model)."""
+    one more segment when the run continued the published model (or started its NAE phase from the
+    AE published there alone), else nothing (a new model)."""
     old_log, old_hist = dst / "metrics.jsonl", dst / HISTORY
     hist = old_hist.read_text() if old_hist.is_file() else ""
     if not old_log.is_file():

@@ -531,6 +531,31 @@ def test_publishing_a_continuation_keeps_the_earlier_log(tmp_path):
     assert HISTORY not in read_manifest(root)["toy"]["files"]
 
 
+def test_an_nae_phase_published_over_its_ae_milestone_keeps_the_ae_log(tmp_path):
+    from nae.diagnostics import read_metrics, segment_starts, series
+    from nae.pretrained import HISTORY, publish
+
+    root, ae_run, nae_run = tmp_path / "published", tmp_path / "ae", tmp_path / "nae"
+    Trainer(toy_cfg(), ae_run, progress=False).fit()
+    log = ae_run / "metrics.jsonl"  # as a run paused where its AE phase ended: the AE's records only
+    log.write_text("".join(x + "\n" for x in log.read_text().splitlines() if json.loads(x).get("phase") != "nae"))
+    publish(ae_run, "toy", {"budget": "test"}, root=root, stage="ae")
+    ae_log = (root / "toy" / "metrics.jsonl").read_text()
+    Trainer(toy_cfg("train.nae.max_iters=5", f"train.init_ae={root / 'toy'}"), nae_run, progress=False).fit()
+    publish(nae_run, "toy", {"budget": "test"}, root=root)
+    hist = [json.loads(x) for x in (root / "toy" / HISTORY).read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "segment"} for r in hist] == [json.loads(x) for x in ae_log.splitlines()]
+    rec = read_metrics(root / "toy", history=True)
+    assert segment_starts(rec) == []  # the NAE phase began here: no continuation to mark
+    assert series(rec, "val_energy", event="validation")[0].max() == 5
+    assert [r for r in rec if r.get("phase") == "ae" and r["segment"] == 0]  # the AE phase's log is kept
+
+    again = tmp_path / "again"  # a new NAE phase from the same AE over a published NAE: a new model, no history
+    Trainer(toy_cfg("train.nae.max_iters=3", f"train.init_ae={root / 'toy'}"), again, progress=False).fit()
+    publish(again, "toy", {"budget": "test"}, root=root)
+    assert not (root / "toy" / HISTORY).exists()
+
+
 def test_a_failed_publish_leaves_the_published_model_as_it_was(tmp_path):
     from nae.pretrained import publish
 
