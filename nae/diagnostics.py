@@ -111,8 +111,9 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
 
     Returns ``{"iterations" (the last NAE iteration logged by any event), "ratio" (mean E(x-) /
     mean E(x+) over the last ``last`` of the logged steps), "near_equilibrium" (ratio >= target),
-    "auroc_last" {set: last value}, "auroc_change" {set: last minus the mean of the validations in the last ``last`` of the
-    run before it, or None}, "auroc_flat" (every change within ``flat_tol``)}``.
+    "auroc_last" {set: last value}, "auroc_change" {set: last minus the mean of the validations
+    in the last ``last`` of the run before it, or None}, "auroc_flat" (every change within
+    ``flat_tol``)}``.
     """
     rec = read_metrics(run_dir)
     it, e_pos = series(rec, "e_pos")

@@ -544,7 +544,8 @@ def test_an_nae_phase_published_over_its_ae_milestone_keeps_the_ae_log(tmp_path)
     Trainer(toy_cfg("train.nae.max_iters=5", f"train.init_ae={root / 'toy'}"), nae_run, progress=False).fit()
     publish(nae_run, "toy", {"budget": "test"}, root=root)
     hist = [json.loads(x) for x in (root / "toy" / HISTORY).read_text().splitlines()]
-    assert [{k: v for k, v in r.items() if k != "segment"} for r in hist] == [json.loads(x) for x in ae_log.splitlines()]
+    hist = [{k: v for k, v in r.items() if k != "segment"} for r in hist]
+    assert hist == [json.loads(x) for x in ae_log.splitlines()]
     rec = read_metrics(root / "toy", history=True)
     assert segment_starts(rec) == []  # the NAE phase began here: no continuation to mark
     assert series(rec, "val_energy", event="validation")[0].max() == 5
