@@ -214,9 +214,27 @@ def _continues(run_dir: Path, dst: Path, name: str) -> bool:
     return _names(train.init_ae, dst, name, "ae.pt") and not (dst / "model.pt").is_file()
 
 
+def _extends(run_dir: Path, dst: Path) -> bool:
+    """Is the run the one published in ``dst``, trained further since (``--resume``): does its
+    log begin with the published log, and go on?"""
+    old_log, new_log = dst / "metrics.jsonl", run_dir / "metrics.jsonl"
+    if not (old_log.is_file() and new_log.is_file()):
+        return False
+    old, new = old_log.read_bytes(), new_log.read_bytes()
+    return len(new) > len(old) and new.startswith(old)
+
+
+def extends_published(run_dir, name: str, root=None) -> bool:
+    """True when ``run_dir`` is the run published as ``name``, resumed and trained further: its
+    own log then counts every iteration of the published model, while a run that continued the
+    published weights (``train.init_nae``) counts only its own."""
+    return _extends(Path(run_dir), Path(root or PRETRAINED_DIR) / name)
+
+
 def _history(run_dir: Path, dst: Path, name: str) -> str:
     """The text of :data:`HISTORY` for publishing ``run_dir`` over ``dst``: ``dst``'s history when the
-    run is the one published there already (publishing again), that history plus ``dst``'s log as
+    run is the one published there already (publishing again, or the run resumed and trained
+    further), that history plus ``dst``'s log as
     one more segment when the run continued the published model (or started its NAE phase from the
     AE published there alone), else nothing (a new model)."""
     old_log, old_hist = dst / "metrics.jsonl", dst / HISTORY
@@ -226,6 +244,8 @@ def _history(run_dir: Path, dst: Path, name: str) -> str:
     new_log = run_dir / "metrics.jsonl"
     if new_log.is_file() and sha256(new_log) == sha256(old_log):
         return hist  # the same run published again (e.g. with its metrics filled in)
+    if _extends(run_dir, dst):
+        return hist  # the same run trained further (--resume): its log holds the published one
     if not _continues(run_dir, dst, name):
         return ""
     k = 1 + max((json.loads(x).get("segment", -1) for x in hist.splitlines() if x.strip()), default=-1)

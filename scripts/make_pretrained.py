@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
 from nae.tutorial.notebook import RUNS, hardware, train_recipe  # noqa: E402
-from nae.pretrained import load_pretrained, publish, update_entry  # noqa: E402
+from nae.pretrained import load_pretrained, publish, read_manifest, update_entry  # noqa: E402
 from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
@@ -41,6 +41,20 @@ def make(name: str, resume: bool = False) -> dict:
     return metrics
 
 
+def same_ae_metrics(before: dict, entry: dict, names, eval_n) -> dict:
+    """The AE's metrics of the entry ``before`` a publish, when the newly published ``entry`` has
+    the very same AE (``ae.pt``, same SHA-256: a continuation of the NAE phase) and they were
+    measured on the same sets and number of test images; else ``{}`` (measure them again)."""
+    old = before.get("metrics") or {}
+    ae = before.get("files", {}).get("ae.pt")
+    if not ae or ae != entry.get("files", {}).get("ae.pt") or "ae_auroc" not in old:
+        return {}
+    if eval_n is None or old.get("eval_n", old.get("n_in")) != eval_n or not set(names) <= set(old["ae_auroc"]):
+        return {}
+    return {k: old[k] for k in ("ae_auroc", "ae_fpr95", "n_in", "absent", "n", "eval_n") if k in old} | \
+        {"eval_n": eval_n}
+
+
 def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: str = "final", root=None,
                 weights: str = "final") -> dict:
     """Publishes a run directory as ``pretrained/NAME`` and evaluates what was stored (fp16).
@@ -54,7 +68,8 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
     run_dir = Path(run_dir)
     cfg = load_saved_config(run_dir / "config.yml")
     info = {**info, "precision": cfg.train.precision, "date": time.strftime("%Y-%m-%d")}
-    publish(run_dir, name, {**info, "metrics": None}, stage=stage, root=root, weights=weights)
+    before = read_manifest(root).get(name, {})
+    entry = publish(run_dir, name, {**info, "metrics": None}, stage=stage, root=root, weights=weights)
     metrics = {}
     if len(cfg.model.x_shape) == 3:
         names = ood or default_ood(cfg)
@@ -62,12 +77,17 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
             res = evaluate_model(load_pretrained(name, root=root), cfg, names, n=eval_n, precision="fp32")
             metrics = {"auroc": res["auroc"], "fpr95": res["fpr95"], "absent": sorted(res["absent"]),
                        "n_in": res["n_in"], "n": res["n"], "eval_n": eval_n}
-        try:
-            res_ae = evaluate_model(load_pretrained(name, which="ae", root=root), cfg, names, n=eval_n, precision="fp32")
-            metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"],
-                            "absent": sorted(res_ae["absent"]), "n": res_ae["n"], "eval_n": eval_n})
-        except Exception as e:  # noqa: BLE001 - runs without an AE phase
-            metrics["ae_auroc_error"] = str(e)
+        kept = same_ae_metrics(before, entry, names, eval_n)
+        if kept:
+            metrics.update(kept)
+        else:
+            try:
+                res_ae = evaluate_model(load_pretrained(name, which="ae", root=root), cfg, names, n=eval_n,
+                                        precision="fp32")
+                metrics.update({"ae_auroc": res_ae["auroc"], "ae_fpr95": res_ae["fpr95"], "n_in": res_ae["n_in"],
+                                "absent": sorted(res_ae["absent"]), "n": res_ae["n"], "eval_n": eval_n})
+            except Exception as e:  # noqa: BLE001 - runs without an AE phase
+                metrics["ae_auroc_error"] = str(e)
     update_entry(name, {"metrics": metrics}, root=root)  # the files published above, now measured
     return metrics
 
@@ -114,7 +134,7 @@ def main(argv=None):
         metrics = publish_run(a.publish, a.names[0], info, ood=r.ood if r else None,
                               eval_n=r.eval_n if r else 1000, stage=a.stage, weights=a.weights)
         print(f"published {a.publish} as {a.names[0]} (stage {a.stage}): {metrics}")
-        return
+        return metrics
     if a.list:
         for k, r in sorted(RECIPES.items()):
             print(f"{k:28s} {r.config:16s} {r.description}")

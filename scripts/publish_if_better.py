@@ -83,6 +83,28 @@ def nae_iterations(run_dir: Path) -> int:
     return max((int(e["step"]) for e in read_metrics(run_dir) if e.get("phase") == "nae"), default=0)
 
 
+def published_test(model, recipe) -> dict | None:
+    """The published model's test AUROCs from its manifest entry (measured in fp32 on the stored
+    files when it was published), when they cover the recipe's sets and test size; else None."""
+    m = (getattr(model, "manifest", None) or {}).get("metrics") or {}
+    if not m.get("auroc") or recipe.eval_n is None or m.get("eval_n", m.get("n_in")) != recipe.eval_n:
+        return None
+    if recipe.ood and not set(recipe.ood) <= set(m["auroc"]):
+        return None
+    return {"auroc": m["auroc"], "n_in": m["n_in"]}
+
+
+def published_iterations(against, run_dir: Path, name: str) -> int:
+    """The NAE iterations the published model had that the run's own log does not count: none
+    when the run *is* the published run resumed and trained further (its log holds them all),
+    the published count when the run continued the published weights (``train.init_nae``)."""
+    from nae.pretrained import extends_published
+
+    if extends_published(run_dir, name):
+        return 0
+    return getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
+
+
 def decide(val_run: dict, val_against: dict) -> bool:
     """True when the run is better: a higher mean validation AUROC over the watched sets."""
     return mean_auroc(val_run) > mean_auroc(val_against)
@@ -119,27 +141,32 @@ def main(argv=None):
     print(f"{a.name}: validation AUROC (n_val = {cfg.data.n_val} of each side): run {json.dumps(val['run'])} "
           f"mean {mean_auroc(val['run']):.4f}; {label} {json.dumps(val['against'])} "
           f"mean {mean_auroc(val['against']):.4f}", flush=True)
-    test = {k: evaluate_model(m, cfg, recipe.ood, n=recipe.eval_n, precision="fp32")
-            for k, m in (("run", model), ("against", against))}
-    print(f"for information, test AUROC (n = {test['run']['n_in']} inliers): run {json.dumps(test['run']['auroc'])}; "
-          f"{label} {json.dumps(test['against']['auroc'])}", flush=True)
     better = decide(val["run"], val["against"])
     dry = a.dry_run or a.against is not None
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
               "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
-              "validation_auroc": val, "test_auroc": {k: r["auroc"] for k, r in test.items()},
-              "n_test_in": test["run"]["n_in"], "weights": a.which, "better": better, "published": False}
+              "validation_auroc": val, "weights": a.which, "better": better, "published": False}
+    # the test split, for information only; each model is scored there once: the published one's
+    # numbers are in its manifest entry, a run that gets published is scored as published
+    test = {"against": published_test(against, recipe) if not a.against else None}
     if better and not dry:
         from make_pretrained import main as make_main
 
-        before = getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
+        before = published_iterations(against, a.run_dir, a.name)
         args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
                 "--nae-iterations", str(before + record["nae_iterations"])]
         args += ["--description", a.description] if a.description else []
         args += ["--hardware", a.hardware] if a.hardware else []
         args += ["--weights", a.which]
-        make_main(args)
+        published = make_main(args)
         record["published"] = True  # only once the publishing went through
+        test["run"] = {"auroc": published["auroc"], "n_in": published["n_in"]}
+    for k, m in (("run", model), ("against", against)):
+        if test.get(k) is None:
+            test[k] = evaluate_model(m, cfg, recipe.ood, n=recipe.eval_n, precision="fp32")
+    print(f"for information, test AUROC (n = {test['run']['n_in']} inliers): run {json.dumps(test['run']['auroc'])}; "
+          f"{label} {json.dumps(test['against']['auroc'])}", flush=True)
+    record.update({"test_auroc": {k: r["auroc"] for k, r in test.items()}, "n_test_in": test["run"]["n_in"]})
     fname = "publish_decision.json" if a.which == "final" else f"publish_decision_{a.which}.json"
     (a.run_dir / fname).write_text(json.dumps(record, indent=1) + "\n")
     print("published" if record["published"] else "better (dry run: nothing published)" if better

@@ -557,6 +557,28 @@ def test_an_nae_phase_published_over_its_ae_milestone_keeps_the_ae_log(tmp_path)
     assert not (root / "toy" / HISTORY).exists()
 
 
+def test_a_published_run_resumed_and_published_again_keeps_its_history(tmp_path):
+    from nae.pretrained import HISTORY, extends_published, publish
+
+    root, ae_run, nae_run = tmp_path / "published", tmp_path / "ae", tmp_path / "nae"
+    Trainer(toy_cfg(), ae_run, progress=False).fit()
+    log = ae_run / "metrics.jsonl"  # the AE milestone, then an NAE phase from it published over it
+    log.write_text("".join(x + "\n" for x in log.read_text().splitlines() if json.loads(x).get("phase") != "nae"))
+    publish(ae_run, "toy", {"budget": "test"}, root=root, stage="ae")
+    Trainer(toy_cfg("train.nae.max_iters=3", f"train.init_ae={root / 'toy'}"), nae_run, progress=False).fit()
+    publish(nae_run, "toy", {"budget": "test"}, root=root)
+    hist = (root / "toy" / HISTORY).read_text()
+    assert not extends_published(nae_run, "toy", root=root)  # published as it is: nothing further
+    Trainer.resume(nae_run, progress=False, extend=["train.nae.max_iters=5"]).fit()
+    assert extends_published(nae_run, "toy", root=root)  # its log holds the published one and goes on
+    publish(nae_run, "toy", {"budget": "test"}, root=root)
+    assert (root / "toy" / HISTORY).read_text() == hist  # the AE phase's log stays with the model
+    cont = tmp_path / "cont"  # a continuation of the published weights counts only its own iterations
+    Trainer(toy_cfg("train.nae.max_iters=2", f"train.init_ae={root / 'toy'}", f"train.init_nae={root / 'toy'}"),
+            cont, progress=False).fit()
+    assert not extends_published(cont, "toy", root=root)
+
+
 def test_a_failed_publish_leaves_the_published_model_as_it_was(tmp_path):
     from nae.pretrained import publish
 

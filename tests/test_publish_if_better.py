@@ -60,3 +60,46 @@ def test_nae_iterations_is_the_last_nae_step_also_after_the_run_finished(tmp_pat
                           {"event": "phase_end", "phase": "nae", "step": 502},
                           {"event": "checkpoint", "phase": "finished", "step": 0}])
     assert pib.nae_iterations(run) == 502
+
+
+class _Published:
+    def __init__(self, metrics, nae_iterations=None, max_iters=7):
+        from types import SimpleNamespace
+
+        self.manifest = {"metrics": metrics, "nae_iterations": nae_iterations}
+        self.config = SimpleNamespace(train=SimpleNamespace(nae=SimpleNamespace(max_iters=max_iters)))
+
+
+def test_the_published_test_numbers_come_from_the_manifest_when_they_match_the_recipe():
+    from types import SimpleNamespace
+
+    recipe = SimpleNamespace(ood=["heldout"], eval_n=2000)
+    m = {"auroc": {"heldout": 0.86}, "n_in": 2000}
+    assert pib.published_test(_Published(m), recipe) == {"auroc": {"heldout": 0.86}, "n_in": 2000}
+    assert pib.published_test(_Published({**m, "eval_n": 1000}), recipe) is None  # other test size
+    assert pib.published_test(_Published(m), SimpleNamespace(ood=["heldout", "Noise"], eval_n=2000)) is None
+    assert pib.published_test(_Published({}), recipe) is None  # nothing measured: score it
+
+
+def test_published_iterations_count_once(tmp_path, monkeypatch):
+    import nae.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "extends_published", lambda run, name: True)
+    assert pib.published_iterations(_Published({}, nae_iterations=80), tmp_path, "x") == 0  # resumed: in its log
+    monkeypatch.setattr(pretrained, "extends_published", lambda run, name: False)
+    assert pib.published_iterations(_Published({}, nae_iterations=80), tmp_path, "x") == 80  # continued
+    assert pib.published_iterations(_Published({}), tmp_path, "x") == 7  # no count published: its schedule
+
+
+def test_the_ae_is_scored_again_only_when_it_changed():
+    import make_pretrained as mp
+
+    old = {"files": {"ae.pt": "aaa"}, "metrics": {"auroc": {"Noise": 0.9}, "ae_auroc": {"Noise": 0.5, "X": 0.4},
+                                                  "ae_fpr95": {"Noise": 0.7, "X": 0.8}, "n_in": 2000}}
+    kept = mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise", "X"], 2000)
+    assert kept == {"ae_auroc": {"Noise": 0.5, "X": 0.4}, "ae_fpr95": {"Noise": 0.7, "X": 0.8}, "n_in": 2000,
+                    "eval_n": 2000}  # the NAE's own metrics are not carried over
+    assert mp.same_ae_metrics(old, {"files": {"ae.pt": "bbb"}}, ["Noise"], 2000) == {}  # another AE
+    assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise", "SVHN"], 2000) == {}  # a set not scored
+    assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise"], 1000) == {}  # another test size
+    assert mp.same_ae_metrics({}, {"files": {"ae.pt": "aaa"}}, ["Noise"], 2000) == {}  # nothing published before
