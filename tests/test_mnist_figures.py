@@ -150,6 +150,7 @@ def test_evaluate_pair_runs_both_models_on_the_same_images(tiny_models):
     for r in res.values():
         assert r["n_in"] == 20 and r["n"]["Constant"] == 20
         assert 0.0 <= r["auroc"]["Constant"] <= 1.0
+        assert r["precision"] == "fp32"  # as the manifests' metrics, whatever the CPU's native precision
 
 
 def test_sample_figure_shape():

@@ -215,11 +215,11 @@ class ImageChapter:
         ``stored=True`` (full budget): take a published model's metrics from the manifest, where
         they were measured on the same ``n`` test images when it was published
         (:meth:`stored_results`), instead of scoring the sets again, which takes minutes on a CPU
-        for 64x64 images; a model without them is scored now."""
+        for 64x64 images; a model without them is scored now, in fp32 like the manifests' metrics."""
         from ..evaluate import evaluate_model
 
         have = self.stored_results(n) if stored else {}
-        return {lb: have[lb] if lb in have else evaluate_model(m, self.cfg, self.ood, n=n)
+        return {lb: have[lb] if lb in have else evaluate_model(m, self.cfg, self.ood, n=n, precision="fp32")
                 for lb, m in models.items() if m is not None}
 
     def auroc_markdown(self, results: Mapping[str, dict], labels: Sequence[str] = ("AE", "NAE")) -> str:

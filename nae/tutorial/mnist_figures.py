@@ -78,11 +78,14 @@ def reconstruction_figure(images: Mapping[str, torch.Tensor], models: Mapping[st
     return fig
 
 
-def evaluate_pair(models: Mapping[str, torch.nn.Module], cfg, ood: Sequence[str], n: Optional[int] = None) -> dict:
-    """``{label: evaluate_model(...)}`` for each model, on the same test images."""
+def evaluate_pair(models: Mapping[str, torch.nn.Module], cfg, ood: Sequence[str], n: Optional[int] = None,
+                  precision: str = "fp32") -> dict:
+    """``{label: evaluate_model(...)}`` for each model, on the same test images; in fp32 by
+    default, as the manifests' metrics are measured, so the book's tables do not depend on
+    whether the machine that executed the notebook has native bf16."""
     from ..evaluate import evaluate_model
 
-    return {label: evaluate_model(m, cfg, list(ood), n=n) for label, m in models.items()}
+    return {label: evaluate_model(m, cfg, list(ood), n=n, precision=precision) for label, m in models.items()}
 
 
 def _fmt(v, digits: int = 3) -> str:
