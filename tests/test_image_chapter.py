@@ -44,9 +44,10 @@ def test_stored_metrics_stand_in_for_scoring_only_when_measured_on_the_same_imag
     assert ImageChapter("celeba64_ood_cpu", "full", retrain=True).stored_results(n=2000) == {}
     # a model without stored metrics is scored; one with them is not touched
     calls = []
-    monkeypatch.setattr("nae.evaluate.evaluate_model", lambda m, cfg, ood, n=None: calls.append(m) or {"n_in": 1})
+    monkeypatch.setattr("nae.evaluate.evaluate_model",
+                        lambda m, cfg, ood, n=None, precision="auto": calls.append((m, precision)) or {"n_in": 1})
     res = ch.evaluate({"AE": "ae-model", "NAE": "nae-model"}, n=2000, stored=True)
-    assert calls == ["nae-model"] and res["AE"] == got["AE"] and res["NAE"] == {"n_in": 1}
+    assert calls == [("nae-model", "fp32")] and res["AE"] == got["AE"] and res["NAE"] == {"n_in": 1}  # fp32: as stored
     md = ch.auroc_markdown({"AE": got["AE"]})
     assert "| ConstantGray | 0.200 | not trained yet |" in md
     assert "measured when published (2026-11-30)" in md and "outlier sets: n = 2000 each" in md
