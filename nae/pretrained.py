@@ -184,6 +184,16 @@ def load_pretrained(name: str, which: str = "final", device="cpu", root=None):
     return model
 
 
+def measured_on(metrics: dict, key: str, names, n) -> bool:
+    """Do a manifest entry's ``metrics`` hold ``key`` (``auroc``, ``ae_auroc``) for every set in
+    ``names``, measured on ``n`` test images per set (entries from before ``eval_n`` was recorded:
+    their ``n_in``)?  Then they stand in for scoring the published files again."""
+    m = metrics or {}
+    if not m.get(key) or n is None or m.get("eval_n", m.get("n_in")) != n:
+        return False
+    return set(names or ()) <= set(m[key])
+
+
 def _is_source_of(run_dir: Path, name: str) -> bool:
     try:
         return json.loads((run_dir / SOURCE_MARKER).read_text()).get("name") == name

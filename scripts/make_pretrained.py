@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nae.evaluate import evaluate_model  # noqa: E402
 from nae.tutorial.notebook import RUNS, hardware, train_recipe  # noqa: E402
-from nae.pretrained import load_pretrained, publish, read_manifest, update_entry  # noqa: E402
+from nae.pretrained import load_pretrained, measured_on, publish, read_manifest, update_entry  # noqa: E402
 from nae.tutorial.recipes import RECIPES, get_recipe  # noqa: E402
 
 
@@ -47,9 +47,7 @@ def same_ae_metrics(before: dict, entry: dict, names, eval_n) -> dict:
     measured on the same sets and number of test images; else ``{}`` (measure them again)."""
     old = before.get("metrics") or {}
     ae = before.get("files", {}).get("ae.pt")
-    if not ae or ae != entry.get("files", {}).get("ae.pt") or "ae_auroc" not in old:
-        return {}
-    if eval_n is None or old.get("eval_n", old.get("n_in")) != eval_n or not set(names) <= set(old["ae_auroc"]):
+    if not ae or ae != entry.get("files", {}).get("ae.pt") or not measured_on(old, "ae_auroc", names, eval_n):
         return {}
     return {k: old[k] for k in ("ae_auroc", "ae_fpr95", "n_in", "absent", "n", "eval_n") if k in old} | \
         {"eval_n": eval_n}

@@ -86,10 +86,10 @@ def nae_iterations(run_dir: Path) -> int:
 def published_test(model, recipe) -> dict | None:
     """The published model's test AUROCs from its manifest entry (measured in fp32 on the stored
     files when it was published), when they cover the recipe's sets and test size; else None."""
+    from nae.pretrained import measured_on
+
     m = (getattr(model, "manifest", None) or {}).get("metrics") or {}
-    if not m.get("auroc") or recipe.eval_n is None or m.get("eval_n", m.get("n_in")) != recipe.eval_n:
-        return None
-    if recipe.ood and not set(recipe.ood) <= set(m["auroc"]):
+    if not measured_on(m, "auroc", recipe.ood, recipe.eval_n):
         return None
     return {"auroc": m["auroc"], "n_in": m["n_in"]}
 
