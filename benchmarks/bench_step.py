@@ -156,8 +156,8 @@ def main(argv=None):
     }
     print("bench_step: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     if device.type == "cpu" and prec == "bf16" and not info["cpu_bf16_fast"]:
-        print("WARNING: bf16 is slower than fp32 on this CPU (no AMX; without AVX512-BF16 it is even "
-              "emulated): see nae.speed.", flush=True)
+        print("WARNING: bf16 is not faster than fp32 on this CPU (no AMX, and either no AVX512-BF16, "
+              "so it is emulated, or nae.speed.bf16_probe_speedup measured no gain): see nae.speed.", flush=True)
     res: dict = {}
     samples: dict = {}
 

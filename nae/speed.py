@@ -23,20 +23,31 @@ Precision
 matrix work *fast*, and into ``fp32`` everywhere else:
 
 ===============================================  ========  ===========================================
-hardware                                          ``auto``  measured (2 threads, our networks)
+hardware                                          ``auto``  measured (1-2 threads, our networks)
 ===============================================  ========  ===========================================
 CUDA GPU with bf16 (Ampere or newer)              bf16      tensor cores
 x86 CPU with AMX (``amx_bf16``; Sapphire Rapids)  bf16      MNIST NAE step 2.4x, CIFAR-10 energy pass
                                                             4.5x faster than fp32
-x86 CPU with AVX512-BF16 but no AMX               fp32      bf16 1.1x (MNIST) to 1.6x (CIFAR-10)
-                                                            *slower* than fp32
+x86 CPU with AVX512-BF16 but no AMX               probe     Intel Xeon: bf16 1.1x (MNIST) to 1.6x
+                                                            (CIFAR-10) *slower* than fp32; AMD EPYC
+                                                            Zen 5: bf16 1.8x (MNIST) and 1.8x
+                                                            (CIFAR-10) *faster* (energy + input-
+                                                            gradient pass, batch 32, 1 thread)
 AVX2-only CPU (e.g. AMD EPYC of our first runs)   fp32      bf16 about 7x slower (emulated)
 ===============================================  ========  ===========================================
 
-So "native bf16" alone is not enough: AVX512-BF16 has bf16 dot-product instructions,
-but oneDNN's convolutions gain nothing from them on our (small) networks, while AMX
-tiles make the same convolutions several times faster.  ``benchmarks/bench_step.py``
-prints the resolved precision and the CPU's ISA next to its timings.
+So "native bf16" alone does not decide: AVX512-BF16 has bf16 dot-product instructions,
+and whether oneDNN's convolutions gain from them on our (small) networks depends on the
+processor (they did not on the Intel Xeon, they did on the AMD EPYC Zen 5).  On such a
+CPU :func:`cpu_bf16_fast` therefore *measures*: :func:`bf16_probe_speedup` times a small
+convolution stack of the kind our networks are made of (forward and input gradient, in
+channels_last, at the process's thread count; about half a second, once per process) in
+fp32 and in bf16 autocast, and ``auto`` picks bf16 where bf16 was at least
+``BF16_PROBE_MIN_SPEEDUP`` (1.2x) faster.  AMX CPUs and CPUs without native bf16 are not
+probed (their answer does not depend on it).  ``NAE_CPU_BF16=fast`` or ``slow`` skips the
+probe and says the answer (for a machine whose probe runs under heavy load).
+``benchmarks/bench_step.py`` prints the resolved precision, the CPU's ISA and the probe's
+figure next to its timings.
 
 What runs in bf16 when a run resolves to ``bf16``: only the operations that
 ``torch.autocast(dtype=torch.bfloat16)`` lowers (convolutions, transposed
@@ -124,9 +135,60 @@ def cpu_bf16_native() -> bool:
         return False
 
 
+#: the speed-up of bf16 over fp32 in :func:`bf16_probe_speedup` from which ``auto`` picks bf16
+BF16_PROBE_MIN_SPEEDUP = 1.2
+
+_probe_cache: dict = {}
+
+
+def bf16_probe_speedup(reps: int = 7) -> float:
+    """fp32 time / bf16 time of a small convolution stack (forward + input gradient,
+    channels_last, batch 16, at the current thread count), medians over ``reps`` interleaved
+    repetitions after one warm-up.  Measured once per process and thread count."""
+    import statistics
+    import time
+
+    key = torch.get_num_threads()
+    if key in _probe_cache:
+        return _probe_cache[key]
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(64, 64, 3, padding=1)).to(memory_format=torch.channels_last)
+    x0 = torch.randn(16, 32, 16, 16, generator=gen).to(memory_format=torch.channels_last)
+
+    def once(bf16: bool) -> float:
+        t0 = time.perf_counter()
+        x = x0.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = net(x)
+        torch.autograd.grad(y.float().square().sum(), x)
+        return time.perf_counter() - t0
+
+    times: dict = {False: [], True: []}
+    for r in range(reps + 1):
+        for bf16 in (False, True):
+            dt = once(bf16)
+            if r:
+                times[bf16].append(dt)
+    speedup = statistics.median(times[False]) / statistics.median(times[True])
+    _probe_cache[key] = speedup
+    return speedup
+
+
 def cpu_bf16_fast() -> bool:
-    """Whether bf16 is *faster* than fp32 on this CPU for our networks: AMX is present."""
-    return cpu_has_amx()
+    """Whether bf16 is *faster* than fp32 on this CPU for our networks: AMX is present, or
+    the CPU has AVX512-BF16 and :func:`bf16_probe_speedup` measured bf16 at least
+    ``BF16_PROBE_MIN_SPEEDUP`` faster (``NAE_CPU_BF16=fast|slow`` says it instead)."""
+    said = os.environ.get("NAE_CPU_BF16", "").strip().lower()
+    if said in ("fast", "slow"):
+        return said == "fast"
+    if said:
+        raise ConfigError(f"NAE_CPU_BF16={said!r}: use 'fast', 'slow' or leave it unset (then a probe decides)")
+    if cpu_has_amx():
+        return True
+    if not cpu_bf16_native():
+        return False
+    return bf16_probe_speedup() >= BF16_PROBE_MIN_SPEEDUP
 
 
 def isa_line() -> str:
@@ -134,8 +196,10 @@ def isa_line() -> str:
     f = cpu_features()
     name = f.get("cpu_name") or platform.processor() or platform.machine()
     flags = [k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k)]
+    probe = _probe_cache.get(torch.get_num_threads())
+    probed = f"; bf16 probe {probe:.2f}x as fast as fp32" if probe is not None else ""
     return f"{name} ({platform.machine()}): {', '.join(flags) or 'no AVX2'}; torch kernels: " \
-           f"{torch.backends.cpu.get_cpu_capability()}"
+           f"{torch.backends.cpu.get_cpu_capability()}{probed}"
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -174,9 +238,13 @@ def warn_if_slow(precision: str, device) -> None:
 
     if precision != "bf16" or torch.device(device).type != "cpu" or cpu_bf16_fast():
         return
-    why = ("no native bf16 (no AVX512-BF16/AMX): PyTorch emulates it, about 7x slower than fp32"
-           if not cpu_bf16_native() else
-           "AVX512-BF16 without AMX: measured 1.1-1.6x slower than fp32 on our networks")
+    if os.environ.get("NAE_CPU_BF16", "").strip().lower() == "slow":
+        why = "NAE_CPU_BF16=slow says bf16 is slower than fp32 here"
+    elif not cpu_bf16_native():
+        why = "no native bf16 (no AVX512-BF16/AMX): PyTorch emulates it, about 7x slower than fp32"
+    else:
+        why = (f"AVX512-BF16 without AMX, and bf16 measured only {bf16_probe_speedup():.2f}x as fast "
+               f"as fp32 by nae.speed.bf16_probe_speedup")
     warnings.warn(f"precision bf16 on this CPU ({why}). Use precision fp32 or auto here.", stacklevel=3)
 
 

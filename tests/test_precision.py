@@ -26,12 +26,43 @@ def test_auto_resolves_to_bf16_only_where_it_is_fast(monkeypatch, fast, expected
     assert P.resolve_precision("bf16", "cpu") == "bf16"
 
 
-def test_avx512_bf16_without_amx_is_not_fast(monkeypatch):
+def test_avx512_bf16_without_amx_is_decided_by_the_probe(monkeypatch):
+    monkeypatch.delenv("NAE_CPU_BF16", raising=False)
+    monkeypatch.setattr(P, "cpu_bf16_native", lambda: True)
     monkeypatch.setattr(P, "cpu_features", lambda: {"avx512_bf16": True, "amx_bf16": False})
+    monkeypatch.setattr(P, "bf16_probe_speedup", lambda: 0.8)  # the Intel Xeon we measured
     assert not P.cpu_bf16_fast()
     assert P.resolve_precision("auto", "cpu") == "fp32"
-    monkeypatch.setattr(P, "cpu_features", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    with pytest.warns(UserWarning, match="0.80x as fast"):
+        P.warn_if_slow("bf16", "cpu")
+    monkeypatch.setattr(P, "bf16_probe_speedup", lambda: 1.8)  # the AMD EPYC Zen 5 we measured
     assert P.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(P, "cpu_features", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    monkeypatch.setattr(P, "bf16_probe_speedup", lambda: pytest.fail("AMX needs no probe"))
+    assert P.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(P, "cpu_features", lambda: {"avx2": True})
+    monkeypatch.setattr(P, "cpu_bf16_native", lambda: False)
+    assert P.resolve_precision("auto", "cpu") == "fp32"  # emulated bf16: no probe either
+
+
+def test_the_probe_can_be_overridden_and_a_bad_value_is_refused(monkeypatch):
+    monkeypatch.setattr(P, "bf16_probe_speedup", lambda: pytest.fail("the variable decides"))
+    monkeypatch.setenv("NAE_CPU_BF16", "fast")
+    assert P.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setenv("NAE_CPU_BF16", "slow")
+    assert P.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.warns(UserWarning, match="NAE_CPU_BF16=slow"):
+        P.warn_if_slow("bf16", "cpu")
+    monkeypatch.setenv("NAE_CPU_BF16", "quick")
+    with pytest.raises(ConfigError, match="NAE_CPU_BF16='quick'.*'fast', 'slow'"):
+        P.resolve_precision("auto", "cpu")
+
+
+def test_the_probe_measures_once_and_returns_a_ratio():
+    P._probe_cache.clear()
+    r = P.bf16_probe_speedup(reps=1)
+    assert r > 0 and P.bf16_probe_speedup() == r  # cached per thread count
+    assert "bf16 probe" in P.isa_line()
 
 
 def test_unknown_precision_is_refused():
