@@ -40,6 +40,15 @@ def test_stored_metrics_stand_in_for_scoring_only_when_measured_on_the_same_imag
     assert set(got) == {"AE"}                     # a milestone: the AE only, no NAE numbers
     assert got["AE"]["stored"] and got["AE"]["auroc"]["ConstantGray"] == 0.2
     assert ch.stored_results(n=None) == {}        # measured on another number of images: score now
+    assert ch.stored_results(n=1000) == {}
+    old = {k: v for k, v in metrics.items() if k != "eval_n"}  # an entry from before eval_n: its n_in
+    (tmp_path / "manifest.json").write_text(json.dumps({"celeba64_ood_cpu": {"files": {}, "stage": "ae", "metrics": old}}))
+    assert set(ch.stored_results(n=2000)) == {"AE"} and ch.stored_results(n=1000) == {}
+    short = {**metrics, "ae_auroc": {"CelebA64Gray": 0.61}}      # a set not measured then: score now
+    (tmp_path / "manifest.json").write_text(json.dumps({"celeba64_ood_cpu": {"files": {}, "stage": "ae", "metrics": short}}))
+    assert ch.stored_results(n=2000) == {}
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"celeba64_ood_cpu": {"files": {}, "stage": "ae", "date": "2026-11-30", "metrics": metrics}}))
     assert ImageChapter("celeba64_ood_cpu", "smoke").stored_results(n=2000) == {}
     assert ImageChapter("celeba64_ood_cpu", "full", retrain=True).stored_results(n=2000) == {}
     # a model without stored metrics is scored; one with them is not touched

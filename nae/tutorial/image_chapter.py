@@ -192,17 +192,16 @@ class ImageChapter:
         on the published fp16 weights, in fp32) on ``n`` test images of each set, the number this
         chapter asks for.  Each result is marked ``"stored": True``; a model whose metrics were
         measured on another number of images (or not at all) is left out, to be scored now."""
-        from ..pretrained import read_manifest
+        from ..pretrained import measured_on, read_manifest
 
         if self.budget != "full" or self.retrain:
             return {}
         entry = read_manifest().get(self.recipe) or {}
         m = entry.get("metrics") or {}
-        if "eval_n" not in m or m["eval_n"] != n:
-            return {}
+        present = [o for o in self.ood if o not in m.get("absent", [])]
         out = {}
         for label, (k_auroc, k_fpr) in self.STORED_KEYS.items():
-            if not m.get(k_auroc) or (label == "NAE" and entry.get("stage", "final") != "final"):
+            if not measured_on(m, k_auroc, present, n) or (label == "NAE" and entry.get("stage", "final") != "final"):
                 continue
             out[label] = {"auroc": dict(m[k_auroc]), "fpr95": dict(m.get(k_fpr) or {}), "n_in": m.get("n_in"),
                           "n": dict(m.get("n") or {}), "stored": True, "date": entry.get("date"),
