@@ -151,25 +151,30 @@ def bf16_probe_speedup(reps: int = 7) -> float:
     key = torch.get_num_threads()
     if key in _probe_cache:
         return _probe_cache[key]
-    gen = torch.Generator().manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(64, 64, 3, padding=1)).to(memory_format=torch.channels_last)
-    x0 = torch.randn(16, 32, 16, 16, generator=gen).to(memory_format=torch.channels_last)
-
-    def once(bf16: bool) -> float:
-        t0 = time.perf_counter()
-        x = x0.clone().requires_grad_(True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            y = net(x)
-        torch.autograd.grad(y.float().square().sum(), x)
-        return time.perf_counter() - t0
-
     times: dict = {False: [], True: []}
-    for r in range(reps + 1):
-        for bf16 in (False, True):
-            dt = once(bf16)
-            if r:
-                times[bf16].append(dt)
+    # callers may be inside no_grad/inference_mode (evaluation): the probe needs its gradients,
+    # and tensors made outside this block would be inference tensors; and the layers' random
+    # initialisation must not move the global random stream (a seeded run stays the same
+    # whether or not a probe ran before its model was built)
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+        gen = torch.Generator().manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(64, 64, 3, padding=1)).to(memory_format=torch.channels_last)
+        x0 = torch.randn(16, 32, 16, 16, generator=gen).to(memory_format=torch.channels_last)
+
+        def once(bf16: bool) -> float:
+            t0 = time.perf_counter()
+            x = x0.clone().requires_grad_(True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = net(x)
+            torch.autograd.grad(y.float().square().sum(), x)
+            return time.perf_counter() - t0
+
+        for r in range(reps + 1):
+            for bf16 in (False, True):
+                dt = once(bf16)
+                if r:
+                    times[bf16].append(dt)
     speedup = statistics.median(times[False]) / statistics.median(times[True])
     _probe_cache[key] = speedup
     return speedup

@@ -60,7 +60,12 @@ def test_the_probe_can_be_overridden_and_a_bad_value_is_refused(monkeypatch):
 
 def test_the_probe_measures_once_and_returns_a_ratio():
     P._probe_cache.clear()
-    r = P.bf16_probe_speedup(reps=1)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    with torch.inference_mode():  # as in evaluation, where auto is resolved under no_grad
+        r = P.bf16_probe_speedup(reps=1)
+    assert torch.equal(torch.rand(3), expected)  # the global random stream did not move
     assert r > 0 and P.bf16_probe_speedup() == r  # cached per thread count
     assert "bf16 probe" in P.isa_line()
 
