@@ -41,7 +41,8 @@ and whether oneDNN's convolutions gain from them on our (small) networks depends
 processor (they did not on the Intel Xeon, they did on the AMD EPYC Zen 5).  On such a
 CPU :func:`cpu_bf16_fast` therefore *measures*: :func:`bf16_probe_speedup` times a small
 convolution stack of the kind our networks are made of (forward and input gradient, in
-channels_last, at the process's thread count; about half a second, once per process) in
+channels_last, at the process's thread count; a fraction of a second, once per machine: the
+figure is kept in ``~/.cache/nae/bf16_probe.json``, so a run and its resumption agree) in
 fp32 and in bf16 autocast, and ``auto`` picks bf16 where bf16 was at least
 ``BF16_PROBE_MIN_SPEEDUP`` (1.2x) faster.  AMX CPUs and CPUs without native bf16 are not
 probed (their answer does not depend on it).  ``NAE_CPU_BF16=fast`` or ``slow`` skips the
@@ -94,8 +95,10 @@ NCHW backward).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -141,16 +144,42 @@ BF16_PROBE_MIN_SPEEDUP = 1.2
 _probe_cache: dict = {}
 
 
-def bf16_probe_speedup(reps: int = 7) -> float:
+def probe_cache_file() -> Path:
+    """Where :func:`bf16_probe_speedup` keeps its figures, one per CPU, torch version and thread
+    count: ``$NAE_CACHE_DIR``, else ``$XDG_CACHE_HOME/nae``, else ``~/.cache/nae``."""
+    root = os.environ.get("NAE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nae"
+    return Path(root) / "bf16_probe.json"
+
+
+def _probe_key() -> str:
+    f = cpu_features()
+    flags = ",".join(k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k))
+    return f"{f.get('cpu_name') or platform.processor()}|{flags}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+
+
+def _read_probe_file() -> dict:
+    try:
+        return dict(json.loads(probe_cache_file().read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def bf16_probe_speedup(reps: int = 15) -> float:
     """fp32 time / bf16 time of a small convolution stack (forward + input gradient,
-    channels_last, batch 16, at the current thread count), medians over ``reps`` interleaved
-    repetitions after one warm-up.  Measured once per process and thread count."""
-    import statistics
+    channels_last, batch 16, at the current thread count): the fastest of ``reps`` interleaved
+    repetitions of each after one warm-up (the minimum, because other work on the machine only
+    ever adds time).  Measured once per machine: the figure is kept in :func:`probe_cache_file`
+    (delete it to measure again), so that every process on the machine, a run and its resumption
+    included, resolves ``auto`` alike."""
     import time
 
-    key = torch.get_num_threads()
+    key = _probe_key()
     if key in _probe_cache:
         return _probe_cache[key]
+    stored = _read_probe_file().get(key)
+    if isinstance(stored, (int, float)) and stored > 0:
+        _probe_cache[key] = float(stored)
+        return float(stored)
     times: dict = {False: [], True: []}
     # callers may be inside no_grad/inference_mode (evaluation): the probe needs its gradients,
     # and tensors made outside this block would be inference tensors; and the layers' random
@@ -175,8 +204,16 @@ def bf16_probe_speedup(reps: int = 7) -> float:
                 dt = once(bf16)
                 if r:
                     times[bf16].append(dt)
-    speedup = statistics.median(times[False]) / statistics.median(times[True])
+    speedup = min(times[False]) / min(times[True])
     _probe_cache[key] = speedup
+    try:  # atomically, so that concurrent processes read a whole file; a read-only home only costs a probe
+        path = probe_cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**_read_probe_file(), key: speedup}, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass
     return speedup
 
 
@@ -201,7 +238,7 @@ def isa_line() -> str:
     f = cpu_features()
     name = f.get("cpu_name") or platform.processor() or platform.machine()
     flags = [k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k)]
-    probe = _probe_cache.get(torch.get_num_threads())
+    probe = _probe_cache.get(_probe_key())
     probed = f"; bf16 probe {probe:.2f}x as fast as fp32" if probe is not None else ""
     return f"{name} ({platform.machine()}): {', '.join(flags) or 'no AVX2'}; torch kernels: " \
            f"{torch.backends.cpu.get_cpu_capability()}{probed}"

@@ -1,6 +1,8 @@
 """Precision: ``auto`` picks bf16 only where it is fast, bf16 chains keep fp32 state,
 and a run records the precision it resolved to.  Also the campaign levers that change
 what a step costs: fewer negatives per step, and an NAE phase started from a trained AE."""
+import json
+
 import pytest
 import torch
 import yaml
@@ -58,16 +60,24 @@ def test_the_probe_can_be_overridden_and_a_bad_value_is_refused(monkeypatch):
         P.resolve_precision("auto", "cpu")
 
 
-def test_the_probe_measures_once_and_returns_a_ratio():
-    P._probe_cache.clear()
+def test_the_probe_measures_once_per_machine_and_returns_a_ratio(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(P, "_probe_cache", {})
     torch.manual_seed(3)
     expected = torch.rand(3)
     torch.manual_seed(3)
     with torch.inference_mode():  # as in evaluation, where auto is resolved under no_grad
         r = P.bf16_probe_speedup(reps=1)
     assert torch.equal(torch.rand(3), expected)  # the global random stream did not move
-    assert r > 0 and P.bf16_probe_speedup() == r  # cached per thread count
+    assert r > 0 and P.bf16_probe_speedup() == r
     assert "bf16 probe" in P.isa_line()
+    # another process on the machine (an empty memory cache) reads the figure instead of measuring
+    monkeypatch.setattr(P, "_probe_cache", {})
+    assert json.loads((tmp_path / "bf16_probe.json").read_text()) == {P._probe_key(): r}
+    assert P.bf16_probe_speedup() == r
+    (tmp_path / "bf16_probe.json").write_text("not json")  # a damaged file is measured anew
+    monkeypatch.setattr(P, "_probe_cache", {})
+    assert P.bf16_probe_speedup(reps=1) > 0
 
 
 def test_unknown_precision_is_refused():
