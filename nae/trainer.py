@@ -559,7 +559,7 @@ class Trainer:
     # -- validation ------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """Validation energies and, in the NAE phase, the AUROC of each watched outlier set."""
+        """Validation energies and the AUROC of each watched outlier set (in the AE phase: the AE's)."""
         m = self.model
         was = m.training
         m.eval()
@@ -572,26 +572,27 @@ class Trainer:
         return out
 
     def _scores(self, m) -> dict:
-        """Mean validation energy and, in the NAE phase, the AUROC of each watched outlier set."""
+        """Mean validation energy and the AUROC of each watched outlier set.  In the AE phase the
+        AUROC is the plain autoencoder's (its reconstruction error as the score): it is logged
+        to show how the baseline moves as the AE trains; early stopping looks at the energy only."""
+        from .evaluate import watched_sets
+        from .metrics import auroc
+
         val = self.data[1]
         bs = self.cfg.data.eval_batch_size
         with autocast(self.device, self.cfg.train.precision):
             e_val = m.predict(val.as_float(), bs)
         out = {"val_energy": float(e_val.mean())}
-        if self.state["phase"] == "nae":
-            from .evaluate import watched_sets
-            from .metrics import auroc
-
-            for name in watched_sets(self.cfg):
-                try:
-                    ood = self._ood_cache(name)
-                except NAEError as e:
-                    out[f"auroc_{name}"] = None
-                    out.setdefault("warnings", str(e).splitlines()[0])
-                    continue
-                with autocast(self.device, self.cfg.train.precision):
-                    e_ood = m.predict(ood, bs)
-                out[f"auroc_{name}"] = auroc(e_val.numpy(), e_ood.numpy())
+        for name in watched_sets(self.cfg):
+            try:
+                ood = self._ood_cache(name)
+            except NAEError as e:
+                out[f"auroc_{name}"] = None
+                out.setdefault("warnings", str(e).splitlines()[0])
+                continue
+            with autocast(self.device, self.cfg.train.precision):
+                e_ood = m.predict(ood, bs)
+            out[f"auroc_{name}"] = auroc(e_val.numpy(), e_ood.numpy())
         return out
 
     def _ood_cache(self, name):

@@ -191,3 +191,19 @@ def test_flush_denormal_is_an_option_that_a_resume_may_switch_on(tmp_path):
     Trainer(cfg, tmp_path / "run", progress=False).fit()
     assert torch.tensor(1e-40).item() != 0.0  # fit() gives the process its IEEE denormals back
     assert "train.flush_denormal" in RESUMABLE_KEYS
+
+
+def test_the_ae_phase_logs_the_ae_auroc_of_the_watched_sets(tmp_path):
+    """The AE's validations carry the AUROC of each watched outlier set (the baseline's curve);
+    curves of the NAE phase still read only the NAE's validations."""
+    from nae.diagnostics import read_metrics, series
+
+    over = [*MNIST_TINY[:-2], "data.ood_val=Constant", "data.ood_target=null", "train.ae.val_every=2",
+            "train.precision=fp32"]
+    cfg = load_config("mnist_ood", budget="smoke", overrides=over)
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    rec = read_metrics(tmp_path / "run")
+    ae_vals = [r for r in rec if r.get("event") == "validation" and r.get("phase") == "ae"]
+    assert ae_vals and all(0.0 <= r["auroc_Constant"] <= 1.0 for r in ae_vals)
+    xs, _ = series(rec, "auroc_Constant", event="validation")  # the NAE phase's only
+    assert len(xs) == len([r for r in rec if r.get("event") == "validation" and r.get("phase") == "nae"])
