@@ -241,6 +241,14 @@ def extends_published(run_dir, name: str, root=None) -> bool:
     return _extends(Path(run_dir), Path(root or PRETRAINED_DIR) / name)
 
 
+def continues_published(run_dir, name: str, root=None) -> bool:
+    """True when ``run_dir`` started from the weights published as ``name`` (``train.init_nae``
+    naming them, or ``train.init_ae`` where only that AE is published): then the published
+    model's NAE iterations come before the run's own.  A run trained from scratch (its own AE)
+    continues nothing, even when it is published under the same name."""
+    return _continues(Path(run_dir), Path(root or PRETRAINED_DIR) / name, name)
+
+
 def _history(run_dir: Path, dst: Path, name: str) -> str:
     """The text of :data:`HISTORY` for publishing ``run_dir`` over ``dst``: ``dst``'s history when the
     run is the one published there already (publishing again, or the run resumed and trained

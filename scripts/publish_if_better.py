@@ -96,11 +96,12 @@ def published_test(model, recipe) -> dict | None:
 
 def published_iterations(against, run_dir: Path, name: str) -> int:
     """The NAE iterations the published model had that the run's own log does not count: none
-    when the run *is* the published run resumed and trained further (its log holds them all),
-    the published count when the run continued the published weights (``train.init_nae``)."""
-    from nae.pretrained import extends_published
+    when the run *is* the published run resumed and trained further (its log holds them all) or
+    a new run from scratch (its own AE: nothing came before it), the published count when the
+    run continued the published weights (``train.init_nae``)."""
+    from nae.pretrained import continues_published, extends_published
 
-    if extends_published(run_dir, name):
+    if extends_published(run_dir, name) or not continues_published(run_dir, name):
         return 0
     return getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
 

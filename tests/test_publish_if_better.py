@@ -7,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import publish_if_better as pib  # noqa: E402
+from nae.config import load_config, save_config  # noqa: E402
 from nae.evaluate import watched_sets  # noqa: E402
 
 
@@ -87,8 +88,25 @@ def test_published_iterations_count_once(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "extends_published", lambda run, name: True)
     assert pib.published_iterations(_Published({}, nae_iterations=80), tmp_path, "x") == 0  # resumed: in its log
     monkeypatch.setattr(pretrained, "extends_published", lambda run, name: False)
+    monkeypatch.setattr(pretrained, "continues_published", lambda run, name: True)
     assert pib.published_iterations(_Published({}, nae_iterations=80), tmp_path, "x") == 80  # continued
     assert pib.published_iterations(_Published({}), tmp_path, "x") == 7  # no count published: its schedule
+    monkeypatch.setattr(pretrained, "continues_published", lambda run, name: False)
+    assert pib.published_iterations(_Published({}, nae_iterations=80), tmp_path, "x") == 0  # a new run
+
+
+def test_a_run_continues_the_published_model_only_when_it_starts_from_its_weights(tmp_path, monkeypatch):
+    import nae.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
+    (tmp_path / "pretrained" / "m").mkdir(parents=True)
+    (tmp_path / "pretrained" / "m" / "model.pt").write_bytes(b"x")
+    for init, expected in ((["train.init_ae=m", "train.init_nae=m"], True), ([], False)):
+        run = tmp_path / f"run{len(init)}"
+        run.mkdir()
+        cfg = load_config("mnist_holdout", budget="smoke", overrides=init)
+        save_config(cfg, run / "config.yml")
+        assert pretrained.continues_published(run, "m") is expected
 
 
 def test_the_ae_is_scored_again_only_when_it_changed():
