@@ -151,10 +151,23 @@ def probe_cache_file() -> Path:
     return Path(root) / "bf16_probe.json"
 
 
-def _probe_key() -> str:
+def _isa_flags() -> list:
+    """The instruction sets that decide the precision, those this CPU has."""
     f = cpu_features()
-    flags = ",".join(k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k))
-    return f"{f.get('cpu_name') or platform.processor()}|{flags}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    return [k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k)]
+
+
+def _said_bf16() -> Optional[str]:
+    """``"fast"`` or ``"slow"`` where ``NAE_CPU_BF16`` says it, None where it is unset."""
+    said = os.environ.get("NAE_CPU_BF16", "").strip().lower()
+    if said and said not in ("fast", "slow"):
+        raise ConfigError(f"NAE_CPU_BF16={said!r}: use 'fast', 'slow' or leave it unset (then a probe decides)")
+    return said or None
+
+
+def _probe_key() -> str:
+    name = cpu_features().get("cpu_name") or platform.processor()
+    return f"{name}|{','.join(_isa_flags())}|torch {torch.__version__}|threads {torch.get_num_threads()}"
 
 
 def _read_probe_file() -> dict:
@@ -221,11 +234,9 @@ def cpu_bf16_fast() -> bool:
     """Whether bf16 is *faster* than fp32 on this CPU for our networks: AMX is present, or
     the CPU has AVX512-BF16 and :func:`bf16_probe_speedup` measured bf16 at least
     ``BF16_PROBE_MIN_SPEEDUP`` faster (``NAE_CPU_BF16=fast|slow`` says it instead)."""
-    said = os.environ.get("NAE_CPU_BF16", "").strip().lower()
-    if said in ("fast", "slow"):
-        return said == "fast"
+    said = _said_bf16()
     if said:
-        raise ConfigError(f"NAE_CPU_BF16={said!r}: use 'fast', 'slow' or leave it unset (then a probe decides)")
+        return said == "fast"
     if cpu_has_amx():
         return True
     if not cpu_bf16_native():
@@ -235,9 +246,8 @@ def cpu_bf16_fast() -> bool:
 
 def isa_line() -> str:
     """One line naming the CPU and the instruction sets that decide the precision."""
-    f = cpu_features()
-    name = f.get("cpu_name") or platform.processor() or platform.machine()
-    flags = [k for k in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16") if f.get(k)]
+    name = cpu_features().get("cpu_name") or platform.processor() or platform.machine()
+    flags = _isa_flags()
     probe = _probe_cache.get(_probe_key())
     probed = f"; bf16 probe {probe:.2f}x as fast as fp32" if probe is not None else ""
     return f"{name} ({platform.machine()}): {', '.join(flags) or 'no AVX2'}; torch kernels: " \
@@ -280,7 +290,7 @@ def warn_if_slow(precision: str, device) -> None:
 
     if precision != "bf16" or torch.device(device).type != "cpu" or cpu_bf16_fast():
         return
-    if os.environ.get("NAE_CPU_BF16", "").strip().lower() == "slow":
+    if _said_bf16() == "slow":
         why = "NAE_CPU_BF16=slow says bf16 is slower than fp32 here"
     elif not cpu_bf16_native():
         why = "no native bf16 (no AVX512-BF16/AMX): PyTorch emulates it, about 7x slower than fp32"
