@@ -568,6 +568,21 @@ def config_diff(a: RunConfig, b: RunConfig, ignore=("budget", "device")) -> list
     return out
 
 
+def _yaml_value(v) -> str:
+    """``v`` as the right-hand side of a ``key=value`` override (YAML flow style, read back by
+    :func:`parse_override` to the same value)."""
+    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
+    return text[:-3].strip() if text.endswith("\n...") else text
+
+
+def overrides_from(cfg: RunConfig) -> list:
+    """The ``key=value`` overrides that turn the run's config file (``configs/NAME.yml`` in the
+    run's budget) into ``cfg``: what a run was told on its command line, read back from its
+    ``config.yml``.  ``device`` is left out (where a run trained is not part of the recipe)."""
+    base = load_config(cfg.name, cfg.budget)
+    return [f"{k}={_yaml_value(get_dotted(cfg, k))}" for k in config_diff(base, cfg)]
+
+
 def schedule_changes(saved: RunConfig, new: RunConfig) -> list:
     """``[(key, new value), ...]`` for the schedule keys where ``new`` differs from ``saved``:
     the ``extend`` that brings a saved run to a grown schedule."""

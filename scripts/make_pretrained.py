@@ -113,7 +113,7 @@ def main(argv=None):
     if a.publish:
         if len(a.names) != 1:
             p.error("--publish RUN_DIR takes exactly one NAME")
-        from nae.config import load_saved_config
+        from nae.config import load_saved_config, overrides_from
 
         cfg = load_saved_config(Path(a.publish) / "config.yml")
         r = RECIPES.get(a.names[0])
@@ -122,7 +122,7 @@ def main(argv=None):
         wall = [json.loads(x) for x in (Path(a.publish) / "metrics.jsonl").read_text().splitlines()]
         wall_s = max((e.get("wall_s") or 0.0) for e in wall if e.get("event") in ("phase_end", "end"))
         info = {"config": f"configs/{cfg.name}.yml", "budget": cfg.budget, "note": a.note,
-                "overrides": (list(r.overrides) + list(r.full)) if r else [],  # the run's config.yml has them all
+                "overrides": overrides_from(cfg),  # what the run was told, read back from its config.yml
                 "hardware": a.hardware or (hardware() + _load()), "wall_time_s": round(wall_s, 1),
                 "description": a.description or (r.description if r else "")}
         if a.nae_iterations is not None:

@@ -104,3 +104,17 @@ def test_loss_names_and_their_deprecated_aliases(tmp_path):
         assert load_saved_config(tmp_path / "config.yml").train.nae.loss == new
     with pytest.raises(ConfigError, match="energy_difference_over_T"):
         load_config("toy2d", overrides=["train.nae.loss=v3"])
+
+
+def test_a_runs_overrides_are_read_back_from_its_saved_config(tmp_path):
+    from nae.config import config_diff, load_saved_config, overrides_from, save_config
+
+    given = ["data.holdout=[8]", "train.nae.lr=2e-05", "sampler.n_negatives=32", "train.init_ae=mnist_holdout_8",
+             "train.precision=bf16", "seed=3"]
+    cfg = load_config("mnist_holdout", budget="full", overrides=given)
+    save_config(cfg, tmp_path / "config.yml")
+    saved = load_saved_config(tmp_path / "config.yml")
+    over = overrides_from(saved)
+    assert sorted(k.split("=")[0] for k in over) == sorted(k.split("=")[0] for k in given)
+    assert config_diff(load_config("mnist_holdout", budget="full", overrides=over), saved) == []  # same run again
+    assert overrides_from(load_config("mnist_ood", budget="smoke")) == []  # the file as it is: nothing to say

@@ -121,3 +121,19 @@ def test_the_ae_is_scored_again_only_when_it_changed():
     assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise", "SVHN"], 2000) == {}  # a set not scored
     assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise"], 1000) == {}  # another test size
     assert mp.same_ae_metrics({}, {"files": {"ae.pt": "aaa"}}, ["Noise"], 2000) == {}  # nothing published before
+
+
+def test_a_published_run_records_its_own_overrides_not_the_recipes(tmp_path, monkeypatch):
+    import make_pretrained as mp
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config("mnist_holdout", budget="full", overrides=["data.holdout=[8]", "train.nae.ema=0.99",
+                                                                 "train.ae.epochs=35"])
+    save_config(cfg, run / "config.yml")
+    (run / "metrics.jsonl").write_text('{"event": "end", "phase": "nae", "step": 5, "wall_s": 12.0}\n')
+    seen = {}
+    monkeypatch.setattr(mp, "publish_run", lambda run_dir, name, info, **k: seen.update(info) or {})
+    mp.main(["mnist_holdout_8", "--publish", str(run)])
+    assert sorted(seen["overrides"]) == ["data.holdout=[8]", "train.ae.epochs=35", "train.nae.ema=0.99"]
+    assert seen["wall_time_s"] == 12.0
