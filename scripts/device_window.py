@@ -34,8 +34,8 @@ runs through ``scripts/timeboxed_train.py`` (AE box, NAE until the common deadli
 is finished and its weights copied in float16); all share one GPU through CUDA MPS.  What comes
 back are run directories: publish them here (name the candidate weights before looking)::
 
-    python scripts/publish_if_better.py RUNS/holdout8 mnist_holdout_8 --which ema --hardware "NVIDIA H200 ..."
-    python scripts/publish_if_better.py RUNS/cifar10 cifar10_ood_gpu --which ema --hardware "NVIDIA H200 ..."
+    python scripts/publish_if_better.py RUNS/holdout8 mnist_holdout_8 --which ema --hardware "NVIDIA H200 ..." --description "..."
+    python scripts/publish_if_better.py RUNS/cifar10 cifar10_ood_gpu --which ema --hardware "NVIDIA H200 ..." --description "..."
     python scripts/make_pretrained.py celeba64_ood_cpu --publish RUNS/celeba64 --hardware "NVIDIA H200 ..."
 
 then re-execute notebooks 02-04 at the full budget.

@@ -1,7 +1,7 @@
 """Finishes a run that continued a published model, compares the two on the *validation*
 split, and publishes the run in place of the published model only if it is better there.
 
-    python scripts/publish_if_better.py RUN_DIR NAME --note "what the continuation did"
+    python scripts/publish_if_better.py RUN_DIR NAME --note "what the continuation did" --description "what the model is"
     python scripts/publish_if_better.py RUN_DIR NAME --dry-run     # compare only
 
 The run (e.g. ``python -m nae train mnist_holdout --out RUN "data.holdout=[8]"
@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("run_dir", type=Path)
     p.add_argument("name", help="the published model the run continued (a recipe name, e.g. mnist_holdout_8)")
     p.add_argument("--note", default="", help="the manifest's note: what the continuation did")
-    p.add_argument("--description", default="", help="the manifest's description (default: the recipe's)")
+    p.add_argument("--description", default="", help="the manifest's description of the new model (needed unless --dry-run)")
     p.add_argument("--hardware", default="", help="where the continuation trained (default: this machine)")
     p.add_argument("--against", type=Path, default=None,
                    help="compare with this run directory instead of the published model (implies --dry-run)")
@@ -133,6 +133,11 @@ def main(argv=None):
     from nae.tutorial.recipes import get_recipe
 
     recipe = get_recipe(a.name)
+    dry = a.dry_run or a.against is not None
+    if not dry and not a.description:  # the recipe's describes the recipe's run, not this one
+        p.error(f"--description is needed: if the run is better it replaces {a.name}, and the manifest must say "
+                f"what the new model is (the recipe's description is that of the recipe's own run), e.g. "
+                f"--description \"{recipe.description}, then N iterations more at ...\"")
     finish(a.run_dir)
     model = load_run(a.run_dir, which=a.which)
     against = load_run(a.against, verify=False) if a.against else load_pretrained(a.name)
@@ -143,7 +148,6 @@ def main(argv=None):
           f"mean {mean_auroc(val['run']):.4f}; {label} {json.dumps(val['against'])} "
           f"mean {mean_auroc(val['against']):.4f}", flush=True)
     better = decide(val["run"], val["against"])
-    dry = a.dry_run or a.against is not None
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
               "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
               "validation_auroc": val, "weights": a.which, "better": better, "published": False}

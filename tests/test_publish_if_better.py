@@ -137,3 +137,9 @@ def test_a_published_run_records_its_own_overrides_not_the_recipes(tmp_path, mon
     mp.main(["mnist_holdout_8", "--publish", str(run)])
     assert sorted(seen["overrides"]) == ["data.holdout=[8]", "train.ae.epochs=35", "train.nae.ema=0.99"]
     assert seen["wall_time_s"] == 12.0
+
+
+def test_publishing_needs_a_description_of_the_new_model(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        pib.main([str(tmp_path), "mnist_holdout_8", "--which", "ema"])  # refused before anything is finished
+    assert "--description is needed" in capsys.readouterr().err
