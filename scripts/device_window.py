@@ -36,7 +36,7 @@ back are run directories: publish them here (name the candidate weights before l
 
     python scripts/publish_if_better.py RUNS/holdout8 mnist_holdout_8 --which ema --hardware "NVIDIA H200 ..." --description "..."
     python scripts/publish_if_better.py RUNS/cifar10 cifar10_ood_gpu --which ema --hardware "NVIDIA H200 ..." --description "..."
-    python scripts/make_pretrained.py celeba64_ood_cpu --publish RUNS/celeba64 --hardware "NVIDIA H200 ..."
+    python scripts/make_pretrained.py celeba64_ood_cpu --publish RUNS/celeba64 --hardware "NVIDIA H200 ..." --description "..."
 
 then re-execute notebooks 02-04 at the full budget.
 """

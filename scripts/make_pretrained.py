@@ -41,6 +41,22 @@ def make(name: str, resume: bool = False) -> dict:
     return metrics
 
 
+def not_the_recipes_run(cfg, r) -> str:
+    """Why a run's config is not the one recipe ``r`` trains in its full budget ('' when it is):
+    then the recipe's description does not describe the run.  The checkpoint interval is left out
+    (it changes nothing the model computes)."""
+    if r is None:
+        return "no recipe has that name"
+    from nae.config import config_diff, load_config
+
+    cfg_path = f"configs/{r.config}.yml" if not r.config.endswith(".yml") else r.config
+    if f"configs/{cfg.name}.yml" != cfg_path and cfg.name != r.config:
+        return f"config {cfg.name}, the recipe's is {r.config}"
+    keys = [k for k in config_diff(load_config(r.config, "full", list(r.overrides) + list(r.full)), cfg)
+            if k != "train.ckpt_every"]
+    return f"it differs from the recipe in {', '.join(keys)}" if keys else ""
+
+
 def same_ae_metrics(before: dict, entry: dict, names, eval_n) -> dict:
     """The AE's metrics of the entry ``before`` a publish, when the newly published ``entry`` has
     the very same AE (``ae.pt``, same SHA-256: a continuation of the NAE phase) and they were
@@ -117,6 +133,11 @@ def main(argv=None):
 
         cfg = load_saved_config(Path(a.publish) / "config.yml")
         r = RECIPES.get(a.names[0])
+        if not a.description:  # the recipe's description describes the recipe's own run, not any run
+            differs = not_the_recipes_run(cfg, r)
+            if differs:
+                p.error(f"--description is needed: {a.publish} is not the run of recipe {a.names[0]!r} "
+                        f"({differs}), so the recipe's description would not say what the published model is")
         import json
 
         wall = [json.loads(x) for x in (Path(a.publish) / "metrics.jsonl").read_text().splitlines()]

@@ -134,7 +134,8 @@ def test_a_published_run_records_its_own_overrides_not_the_recipes(tmp_path, mon
     (run / "metrics.jsonl").write_text('{"event": "end", "phase": "nae", "step": 5, "wall_s": 12.0}\n')
     seen = {}
     monkeypatch.setattr(mp, "publish_run", lambda run_dir, name, info, **k: seen.update(info) or {})
-    mp.main(["mnist_holdout_8", "--publish", str(run)])
+    mp.main(["mnist_holdout_8", "--publish", str(run), "--description", "digit 8, longer AE, EMA"])
+    assert seen["description"] == "digit 8, longer AE, EMA"
     assert sorted(seen["overrides"]) == ["data.holdout=[8]", "train.ae.epochs=35", "train.nae.ema=0.99"]
     assert seen["wall_time_s"] == 12.0
 
@@ -143,3 +144,36 @@ def test_publishing_needs_a_description_of_the_new_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pib.main([str(tmp_path), "mnist_holdout_8", "--which", "ema"])  # refused before anything is finished
     assert "--description is needed" in capsys.readouterr().err
+
+
+def _saved_run(tmp_path, overrides):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config("mnist_holdout", budget="full", overrides=overrides), run / "config.yml")
+    (run / "metrics.jsonl").write_text('{"event": "end", "phase": "nae", "step": 5, "wall_s": 12.0}\n')
+    return run
+
+
+def test_make_pretrained_needs_a_description_for_a_run_the_recipe_did_not_make(tmp_path, monkeypatch, capsys):
+    import make_pretrained as mp
+    from nae.tutorial.recipes import RECIPES
+
+    r = RECIPES["mnist_holdout_8"]
+    run = _saved_run(tmp_path, list(r.overrides) + list(r.full) + ["train.nae.lr=2e-5"])
+    monkeypatch.setattr(mp, "publish_run", lambda *a, **k: pytest.fail("published under the recipe's description"))
+    with pytest.raises(SystemExit):
+        mp.main(["mnist_holdout_8", "--publish", str(run)])
+    err = capsys.readouterr().err
+    assert "--description is needed" in err and "train.nae.lr" in err
+
+
+def test_the_recipes_own_run_is_published_with_the_recipes_description(tmp_path, monkeypatch):
+    import make_pretrained as mp
+    from nae.tutorial.recipes import RECIPES
+
+    r = RECIPES["mnist_holdout_8"]
+    run = _saved_run(tmp_path, list(r.overrides) + list(r.full) + ["train.ckpt_every=7"])  # interval only
+    seen = {}
+    monkeypatch.setattr(mp, "publish_run", lambda run_dir, name, info, **k: seen.update(info) or {})
+    mp.main(["mnist_holdout_8", "--publish", str(run)])
+    assert seen["description"] == r.description
