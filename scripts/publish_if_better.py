@@ -106,8 +106,11 @@ def published_iterations(against, run_dir: Path, name: str) -> int:
     return getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
 
 
-def decide(val_run: dict, val_against: dict) -> bool:
-    """True when the run is better: a higher mean validation AUROC over the watched sets."""
+def decide(val_run: dict, val_against: dict, ties: bool = False) -> bool:
+    """True when the run is better: a higher mean validation AUROC over the watched sets (with
+    ``ties``: at least as high, for watched sets on which both models saturate)."""
+    if ties:
+        return mean_auroc(val_run) >= mean_auroc(val_against)
     return mean_auroc(val_run) > mean_auroc(val_against)
 
 
@@ -125,6 +128,11 @@ def main(argv=None):
     p.add_argument("--which", choices=["final", "ema"], default="final",
                    help="the run's weights to compare (and publish): its last ones, or the moving average of "
                         "its NAE weights (ema.pt, runs with train.nae.ema)")
+    p.add_argument("--ties", action="store_true",
+                   help="publish when the run is at least as good on validation, not only better: for a run that "
+                        "brings the model to the schedule asked for (e.g. its AE trained to the original's early "
+                        "stopping) when the watched sets saturate (AUROC 1 on both sides); decide it before "
+                        "looking, and say so in --note")
     a = p.parse_args(argv)
 
     from nae.evaluate import evaluate_model
@@ -147,10 +155,11 @@ def main(argv=None):
     print(f"{a.name}: validation AUROC (n_val = {cfg.data.n_val} of each side): run {json.dumps(val['run'])} "
           f"mean {mean_auroc(val['run']):.4f}; {label} {json.dumps(val['against'])} "
           f"mean {mean_auroc(val['against']):.4f}", flush=True)
-    better = decide(val["run"], val["against"])
+    better = decide(val["run"], val["against"], ties=a.ties)
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
               "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
-              "validation_auroc": val, "weights": a.which, "better": better, "published": False}
+              "validation_auroc": val, "weights": a.which, "better": better, "published": False,
+              "rule": "at least as good on validation (--ties)" if a.ties else "better on validation"}
     # the test split, for information only; each model is scored there once: the published one's
     # numbers are in its manifest entry, a run that gets published is scored as published
     test = {"against": published_test(against, recipe) if not a.against else None}
@@ -174,7 +183,7 @@ def main(argv=None):
     record.update({"test_auroc": {k: r["auroc"] for k, r in test.items()}, "n_test_in": test["run"]["n_in"]})
     fname = "publish_decision.json" if a.which == "final" else f"publish_decision_{a.which}.json"
     (a.run_dir / fname).write_text(json.dumps(record, indent=1) + "\n")
-    print("published" if record["published"] else "better (dry run: nothing published)" if better
+    print("published" if record["published"] else "kept (dry run: nothing published)" if better
           else "not better on the validation split: kept " + label, flush=True)
     return 0 if better else 1
 

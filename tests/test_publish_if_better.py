@@ -177,3 +177,10 @@ def test_the_recipes_own_run_is_published_with_the_recipes_description(tmp_path,
     monkeypatch.setattr(mp, "publish_run", lambda run_dir, name, info, **k: seen.update(info) or {})
     mp.main(["mnist_holdout_8", "--publish", str(run)])
     assert seen["description"] == r.description
+
+
+def test_ties_keep_the_run_only_when_asked():
+    both_saturate = {"Constant": 1.0, "Noise": 1.0}
+    assert not pib.decide(both_saturate, dict(both_saturate))
+    assert pib.decide(both_saturate, dict(both_saturate), ties=True)
+    assert not pib.decide({"Constant": 0.99, "Noise": 1.0}, both_saturate, ties=True)
