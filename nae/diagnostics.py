@@ -182,6 +182,19 @@ def ae_phase_summary(info: dict, epochs: Optional[int] = None) -> str:
     return "\n".join(lines)
 
 
+def ae_phase_short(run_dir, patience: Optional[int] = None) -> str:
+    """How a model's AE phase ended, in a few words for a table ("AE 35 epochs, early stopping";
+    "AE 30 epochs, epoch cap"), from its whole log (``history.jsonl`` first, for a model that
+    continued earlier runs); "AE log not kept" when no AE phase was logged."""
+    info = _ae_phase(read_metrics(run_dir, history=True), patience)
+    if not info["val"]:
+        return "AE log not kept"
+    if not info["ended"]:
+        return f"AE {info['epochs']} epochs so far"
+    how = "early stopping" if info["early_stopped"] else "epoch cap" if patience is not None else "ended"
+    return f"AE {info['epochs']} epochs, {how}"
+
+
 def _plot_noisy(ax, xs, ys, color: str, label: str) -> None:
     """A noisy logged series, faint, with a running mean over it that shows the trend."""
     if not len(xs):
@@ -229,7 +242,7 @@ def training_curves_figure(run_dir, title: Optional[str] = None, figsize=(9.0, 3
 def ae_phase(run_dir, patience: Optional[int] = None) -> dict:
     """How the AE phase of a run went, from its ``metrics.jsonl``.
 
-    Returns ``{"steps" (the last logged AE step), "epochs", "val" [(step, val_energy)], "best_step",
+    Returns ``{"steps" (the last logged AE step), "epochs" (epochs begun), "val" [(step, val_energy)], "best_step",
     "best_val", "ended" (True once the phase has ended), "early_stopped" (the phase ended on
     ``patience`` validations without improvement: None when ``patience`` is not given),
     "last_gain" (the relative fall of the validation energy between the last two validations)}``.
@@ -243,7 +256,8 @@ def _ae_phase(rec, patience: Optional[int] = None) -> dict:
            if r.get("event") == "validation" and r.get("phase") == "ae" and r.get("val_energy") is not None]
     val = sorted(dict(val).items())  # a validation repeated after a resume counts once
     out = {"steps": max((r["step"] for r in steps), default=0),
-           "epochs": max((r.get("epoch", 0) for r in steps), default=0),
+           # epochs begun: the training steps' 0-based epoch index, plus one
+           "epochs": max((r.get("epoch", 0) + 1 for r in steps if r.get("event") == "step"), default=0),
            "val": val, "best_step": None, "best_val": None,
            "ended": any(r.get("event") == "phase_end" and r.get("phase") == "ae" for r in rec),
            "early_stopped": None, "last_gain": None}

@@ -60,7 +60,7 @@ def test_ae_phase_reads_the_best_validation_and_how_the_phase_ended(tmp_path):
 
     _ae_log(tmp_path, [(20, 0.05), (40, 0.03), (60, 0.031), (80, 0.032), (100, 0.033)], ended=True)
     info = ae_phase(tmp_path, patience=3)
-    assert (info["steps"], info["epochs"], info["best_step"], info["best_val"]) == (100, 2, 40, 0.03)
+    assert (info["steps"], info["epochs"], info["best_step"], info["best_val"]) == (100, 3, 40, 0.03)
     assert info["ended"] and info["early_stopped"] is True
     assert info["last_gain"] == pytest.approx((0.032 - 0.033) / 0.032)  # negative: it got worse
     assert ae_phase(tmp_path, patience=4)["early_stopped"] is False  # three bad validations are not four
@@ -97,3 +97,14 @@ def test_the_summaries_that_read_the_diagnostics_out(tmp_path):
     assert "ended by the epoch cap (30 epochs)" in ae_phase_summary(ae_phase(tmp_path, patience=5), epochs=30)
     _ae_log(tmp_path, [], ended=False)
     assert ae_phase_summary(ae_phase(tmp_path)) == "AE phase: 100 iterations, not ended yet"
+
+
+def test_the_ae_phase_in_a_few_words(tmp_path):
+    from nae.diagnostics import ae_phase, ae_phase_short
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert ae_phase_short(tmp_path, patience=3) == "AE log not kept"
+    _ae_log(tmp_path, [(20, 0.05), (40, 0.03), (60, 0.031), (80, 0.032), (100, 0.033)], ended=True)
+    assert ae_phase(tmp_path)["epochs"] == 3  # steps 10-100 of 40 per epoch: epochs 0, 1, 2
+    assert ae_phase_short(tmp_path, patience=3) == "AE 3 epochs, early stopping"
+    assert ae_phase_short(tmp_path, patience=5) == "AE 3 epochs, epoch cap"
