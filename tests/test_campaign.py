@@ -1,0 +1,36 @@
+"""scripts/mnist_campaign.py: which command each model gets, and the deadline."""
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import mnist_campaign as mc  # noqa: E402
+
+
+def test_a_new_run_gets_the_rule_and_a_stopped_one_is_resumed(tmp_path, monkeypatch):
+    monkeypatch.setattr(mc, "RUNS", tmp_path)
+    cmd = mc.command("holdout3", 30)
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "h3es")
+    assert {"data.holdout=[3]", "sampler.n_negatives=32", "train.nae.ema=0.99",
+            f"train.nae.max_iters={mc.NAE_ITERS}"} <= set(cmd) and "--resume" not in cmd
+    assert mc.state(tmp_path / "h3es") == "not started"
+    (tmp_path / "h3es").mkdir()
+    (tmp_path / "h3es" / "checkpoint.pt").write_bytes(b"")
+    cmd = mc.command("holdout3", 30)
+    assert "--resume" in cmd and "data.holdout=[3]" not in cmd  # the run's own config is kept
+    (tmp_path / "h3es" / "model.pt").write_bytes(b"")
+    assert mc.state(tmp_path / "h3es") == "finished"
+
+
+def test_the_deadline_is_the_next_such_time():
+    now = datetime(2026, 12, 2, 16, 0, tzinfo=timezone.utc)
+    assert mc.deadline("18:05", now) == datetime(2026, 12, 2, 18, 5, tzinfo=timezone.utc)
+    assert mc.deadline("15:00", now) == datetime(2026, 12, 3, 15, 0, tzinfo=timezone.utc)
+
+
+def test_unknown_models_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        mc.main(["--until", "18:00", "holdout11"])
+    assert "unknown" in capsys.readouterr().err
