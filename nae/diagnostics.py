@@ -153,6 +153,21 @@ def equilibrium_line(eq: dict) -> str:
             f"last validation AUROC: {aurocs}")
 
 
+def equilibrium_markdown(runs: dict) -> str:
+    """A Markdown table of :func:`equilibrium` for several runs (``{label: run directory}``): the
+    NAE iterations, the energy ratio over the last tenth and the last validation AUROC of each
+    watched set, one row per run."""
+    eqs = {label: equilibrium(run) for label, run in runs.items()}
+    sets = list(dict.fromkeys(k for eq in eqs.values() for k in eq["auroc_last"]))
+    rows = ["| run | NAE iterations | E(x-)/E(x+), last tenth | " + " | ".join(
+                f"last validation AUROC, {k}" for k in sets) + " |",
+            "|---|---:|---:|" + "---:|" * len(sets)]
+    for label, eq in eqs.items():
+        cells = [f"{eq['auroc_last'][k]:.3f}" if k in eq["auroc_last"] else "" for k in sets]
+        rows.append(f"| {label} | {eq['iterations']:,} | {_ratio_text(eq)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
     """:func:`equilibrium`'s result in two short lines: the iterations and the energy ratio over
     the last tenth against ``target``; whether the validation AUROC is flat."""

@@ -135,11 +135,3 @@ def training_log(model, phase: str = "nae") -> dict:
     rows = [r for r in rows if r.get("event") == "step" and r.get("phase") == phase]
     keys = ("step", "e_pos", "e_neg", "T", "loss")
     return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
-
-
-def equilibrium_line(run_dir) -> str:
-    """:func:`nae.diagnostics.equilibrium_line` of a run directory: its NAE iterations, the ratio
-    mean E(x-) / mean E(x+) over the last tenth, and the last validation AUROC of each watched set."""
-    from ..diagnostics import equilibrium, equilibrium_line as line
-
-    return line(equilibrium(run_dir))
