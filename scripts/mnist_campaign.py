@@ -17,7 +17,10 @@ The rule, fixed before any of these runs was seen (``~/nae-runs/stop_schedule.lo
 * precision ``auto`` (bf16 where it is native: AMX), one torch thread.
 
 A model whose run directory holds a checkpoint is resumed; one that holds ``model.pt`` is done
-(skipped).  At the deadline the running job stops at a checkpoint (``--max-minutes``) and the
+(skipped).  When a run's AE phase has ended, its AE is kept as a milestone in the repository
+(``benchmarks/results/mnist_campaign/RUN/``: ``ae.pt`` in float16, ``config.yml``, the AE phase's
+log): on a machine without the run directory the NAE phase then starts from it
+(``train.init_ae``) instead of training the AE again.  ``--milestones`` saves them now.  At the deadline the running job stops at a checkpoint (``--max-minutes``) and the
 next session resumes it with the same command.  A finished run is then compared with the
 published model on the validation split by ``scripts/publish_if_better.py RUN NAME --which ema``
 (mnist_ood: with ``--ties``, its watched sets saturate at 1).
@@ -25,6 +28,7 @@ published model on the validation split by ``scripts/publish_if_better.py RUN NA
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 RUNS = Path(os.environ.get("NAE_RUNS", Path.home() / "nae-runs"))
 
 #: NAE iterations of every new run (digit 8's new run levelled off after ~1,500 and reached
@@ -49,11 +54,40 @@ MODELS["ood"] = ("mnist_ood", ["seed=11"], "ood_es", "mnist_ood_nae")
 MODELS["holdout6"] = ("mnist_holdout", ["data.holdout=[6]", "seed=12"], "h6es", "mnist_holdout_6")  # started first
 
 
+MILESTONES = REPO / "benchmarks" / "results" / "mnist_campaign"
+
+
+def ae_ended(run: Path) -> bool:
+    """True once the run's AE phase has ended (its ``ae.pt`` is final)."""
+    log = run / "metrics.jsonl"
+    return (run / "ae.pt").is_file() and log.is_file() and any(
+        e.get("event") == "phase_end" and e.get("phase") == "ae"
+        for e in (json.loads(x) for x in log.read_text().splitlines() if x.strip()))
+
+
+def save_milestone(model: str) -> Path | None:
+    """Keeps the AE of ``model``'s run, once its phase has ended, in ``MILESTONES/RUN/`` (float16
+    ``ae.pt``, ``config.yml``, ``metrics_ae.jsonl`` with the AE phase's log); the folder, or None."""
+    from nae.pretrained import _half_copy
+
+    run = RUNS / MODELS[model][2]
+    dest = MILESTONES / run.name
+    if not (dest / "ae.pt").is_file() and ae_ended(run):
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "config.yml").write_text((run / "config.yml").read_text())
+        lines = [x for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        (dest / "metrics_ae.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x).get("phase") == "ae"))
+        _half_copy(run / "ae.pt", dest / "ae.pt")  # written atomically, last: its presence marks the milestone
+    return dest if (dest / "ae.pt").is_file() else None
+
+
 def state(run: Path) -> str:
     if (run / "model.pt").is_file():
         return "finished"
     if (run / "checkpoint.pt").is_file():
-        return "has a checkpoint (running, or resumed next)"
+        return "has a checkpoint (running, or resumed next)" + ("; AE phase ended" if ae_ended(run) else "")
+    if (MILESTONES / run.name / "ae.pt").is_file():
+        return "not started here; its AE is kept (the NAE phase starts from it)"
     return "not started"
 
 
@@ -72,7 +106,9 @@ def command(model: str, minutes: float) -> list:
     cmd = [sys.executable, "-m", "nae", "train", "--quiet", "--max-minutes", f"{minutes:.1f}"]
     if (run / "checkpoint.pt").is_file():
         return cmd + ["--resume", "--out", str(run), f"train.nae.max_iters={NAE_ITERS}"]
-    return cmd + [cfg, "--out", str(run), "--precision", "auto", *extra, *COMMON]
+    kept = MILESTONES / run_name / "ae.pt"
+    start = [f"train.init_ae={kept}"] if kept.is_file() else []  # the AE kept from a lost machine
+    return cmd + [cfg, "--out", str(run), "--precision", "auto", *extra, *COMMON, *start]
 
 
 def main(argv=None) -> int:
@@ -80,7 +116,14 @@ def main(argv=None) -> int:
     p.add_argument("models", nargs="*", help=f"in order: {', '.join(MODELS)}")
     p.add_argument("--until", help="HH:MM (UTC): stop the running job at a checkpoint then")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--milestones", action="store_true", help="keep the AE of every run whose AE phase has ended")
     a = p.parse_args(argv)
+    if a.milestones:
+        for k in MODELS:
+            dest = save_milestone(k)
+            if dest:
+                print(f"{k}: AE kept in {dest.relative_to(REPO)}")
+        return 0
     if a.list:
         print(f"rule: AE to the original's early stopping, then NAE with {' '.join(COMMON)}")
         for k, (cfg, extra, run, name) in MODELS.items():
@@ -103,6 +146,7 @@ def main(argv=None) -> int:
         cmd = command(m, minutes)
         print(time.strftime("%H:%M:%S"), " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, cwd=REPO, env=env)
+        save_milestone(m)
         if rc != 0:
             print(f"{m}: training exited with {rc}; the lane stops", flush=True)
             return rc

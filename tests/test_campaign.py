@@ -34,3 +34,32 @@ def test_unknown_models_are_refused(capsys):
     with pytest.raises(SystemExit):
         mc.main(["--until", "18:00", "holdout11"])
     assert "unknown" in capsys.readouterr().err
+
+
+def test_an_ended_ae_phase_is_kept_and_a_new_machine_starts_the_nae_from_it(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from nae import checkpoint as ckpt
+
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    run = tmp_path / "runs" / "h3es"
+    run.mkdir(parents=True)
+    (run / "config.yml").write_text("name: mnist_holdout\n")
+    ckpt.atomic_save({"format": ckpt.FORMAT, "kind": "ae", "model": {"w": torch.ones(2)}}, run / "ae.pt")
+    log = [{"event": "step", "phase": "ae", "step": 10}, {"event": "step", "phase": "nae", "step": 1}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    assert mc.save_milestone("holdout3") is None  # the AE phase has not ended: nothing kept
+    log.insert(1, {"event": "phase_end", "phase": "ae", "step": 10})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    dest = mc.save_milestone("holdout3")
+    assert dest == tmp_path / "kept" / "h3es"
+    assert ckpt.load_checkpoint(dest / "ae.pt")["model"]["w"].dtype == torch.float16
+    assert [json.loads(x)["phase"] for x in (dest / "metrics_ae.jsonl").read_text().splitlines()] == ["ae", "ae"]
+    for f in run.iterdir():  # the machine is lost
+        f.unlink()
+    run.rmdir()
+    assert "its AE is kept" in mc.state(run)
+    assert f"train.init_ae={dest / 'ae.pt'}" in mc.command("holdout3", 30)
