@@ -92,11 +92,16 @@ def state(run: Path) -> str:
 
 
 def deadline(hhmm: str, now: datetime | None = None) -> datetime:
-    """The next HH:MM (UTC, as ``date -u`` prints it) after ``now``."""
+    """HH:MM (UTC, as ``date -u`` prints it) nearest to ``now``: within the last 12 hours it has
+    passed (a lane started late stops at once), else it is the next one."""
     now = now or datetime.now(timezone.utc)
     h, m = map(int, hhmm.split(":"))
     t = now.replace(hour=h, minute=m, second=0, microsecond=0)
-    return t if t > now else t + timedelta(days=1)
+    if t < now - timedelta(hours=12):
+        t += timedelta(days=1)
+    elif t > now + timedelta(hours=12):
+        t -= timedelta(days=1)
+    return t
 
 
 def command(model: str, minutes: float) -> list:

@@ -24,10 +24,13 @@ def test_a_new_run_gets_the_rule_and_a_stopped_one_is_resumed(tmp_path, monkeypa
     assert mc.state(tmp_path / "h3es") == "finished"
 
 
-def test_the_deadline_is_the_next_such_time():
+def test_the_deadline_is_the_nearest_such_time():
     now = datetime(2026, 12, 2, 16, 0, tzinfo=timezone.utc)
     assert mc.deadline("18:05", now) == datetime(2026, 12, 2, 18, 5, tzinfo=timezone.utc)
-    assert mc.deadline("15:00", now) == datetime(2026, 12, 3, 15, 0, tzinfo=timezone.utc)
+    assert mc.deadline("15:59", now) == datetime(2026, 12, 2, 15, 59, tzinfo=timezone.utc)  # passed: stop at once
+    assert mc.deadline("01:00", now) == datetime(2026, 12, 3, 1, 0, tzinfo=timezone.utc)  # tonight
+    late = datetime(2026, 12, 2, 23, 30, tzinfo=timezone.utc)
+    assert mc.deadline("00:30", late) == datetime(2026, 12, 3, 0, 30, tzinfo=timezone.utc)
 
 
 def test_unknown_models_are_refused(capsys):
