@@ -198,7 +198,7 @@ def ae_phase_summary(info: dict, epochs: Optional[int] = None) -> str:
 
 
 def ae_phase_short(run_dir, patience: Optional[int] = None) -> str:
-    """How a model's AE phase ended, in a few words for a table ("AE 35 epochs, early stopping";
+    """How a model's AE phase ended, in a few words for a table ("AE 36 epochs, early stopping";
     "AE 30 epochs, epoch cap"), from its whole log (``history.jsonl`` first, for a model that
     continued earlier runs); "AE log not kept" when no AE phase was logged."""
     info = _ae_phase(read_metrics(run_dir, history=True), patience)

@@ -183,7 +183,7 @@ def main(argv=None):
     record.update({"test_auroc": {k: r["auroc"] for k, r in test.items()}, "n_test_in": test["run"]["n_in"]})
     fname = "publish_decision.json" if a.which == "final" else f"publish_decision_{a.which}.json"
     (a.run_dir / fname).write_text(json.dumps(record, indent=1) + "\n")
-    print("published" if record["published"] else "kept (dry run: nothing published)" if better
+    print("published" if record["published"] else "would be published (dry run: nothing published)" if better
           else "not better on the validation split: kept " + label, flush=True)
     return 0 if better else 1
 
