@@ -59,10 +59,9 @@ MILESTONES = REPO / "benchmarks" / "results" / "mnist_campaign"
 
 def ae_ended(run: Path) -> bool:
     """True once the run's AE phase has ended (its ``ae.pt`` is final)."""
-    log = run / "metrics.jsonl"
-    return (run / "ae.pt").is_file() and log.is_file() and any(
-        e.get("event") == "phase_end" and e.get("phase") == "ae"
-        for e in (json.loads(x) for x in log.read_text().splitlines() if x.strip()))
+    from nae.diagnostics import ae_phase
+
+    return (run / "ae.pt").is_file() and (run / "metrics.jsonl").is_file() and ae_phase(run)["ended"]
 
 
 def save_milestone(model: str) -> Path | None:
