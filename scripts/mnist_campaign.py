@@ -20,10 +20,17 @@ A model whose run directory holds a checkpoint is resumed; one that holds ``mode
 (skipped).  When a run's AE phase has ended, its AE is kept as a milestone in the repository
 (``benchmarks/results/mnist_campaign/RUN/``: ``ae.pt`` in float16, ``config.yml``, the AE phase's
 log): on a machine without the run directory the NAE phase then starts from it
-(``train.init_ae``) instead of training the AE again.  ``--milestones`` saves them now.  At the deadline the running job stops at a checkpoint (``--max-minutes``) and the
-next session resumes it with the same command.  A finished run is then compared with the
-published model on the validation split by ``scripts/publish_if_better.py RUN NAME --which ema``
-(mnist_ood: with ``--ties``, its watched sets saturate at 1).
+(``train.init_ae``) instead of training the AE again.  ``--milestones`` saves them now (and
+does nothing else).  At the deadline the running job stops at a checkpoint (``--max-minutes``)
+and the next session resumes it with the same command.
+
+A finished run is then compared with the published model on the validation split,
+``--compare MODEL ...`` (``scripts/publish_if_better.py RUN NAME --which ema``, mnist_ood with
+``--ties``: its watched sets saturate at 1), which publishes it when better and keeps the
+decision in ``benchmarks/results/mnist_campaign/RUN/`` (the run is then done on every machine;
+the kept AE goes when the published model holds it).
+
+    python scripts/mnist_campaign.py --compare holdout1 holdout2
 """
 from __future__ import annotations
 
@@ -80,7 +87,69 @@ def save_milestone(model: str) -> Path | None:
     return dest if (dest / "ae.pt").is_file() else None
 
 
+DECISION = "publish_decision_ema.json"  # publish_if_better's record (--which ema)
+
+
+def describe(model: str) -> dict:
+    """The manifest texts of ``model``'s finished run: ``description``, ``hardware``, ``note``."""
+    from nae.diagnostics import ae_phase, read_metrics
+
+    cfg, extra, run_name, name = MODELS[model]
+    run = RUNS / run_name
+    what = ("NAE on MNIST; outliers FashionMNIST, Omniglot, Constant, ConstantGray, Noise" if cfg == "mnist_ood" else
+            f"NAE on MNIST without digit {name[-1]}; outlier: the held-out {name[-1]}s")
+    starts = [e for e in read_metrics(run) if e.get("event") == "start"]
+    precision = "/".join(sorted({e["precision"] for e in starts}))
+    # "precision bf16 on Intel Xeon (x86_64): ..., amx_bf16; torch kernels: ..." -> "Intel Xeon with AMX"
+    hardware = "; ".join(sorted({e["hardware"].split(" on ", 1)[-1].split(" (", 1)[0]
+                                 + (" with AMX" if "amx_bf16" in e["hardware"] else "") for e in starts}))
+    return {"description": f"{what} (a new run on one CPU core: AE to the original's early stopping, "
+                           f"{ae_phase(run)['epochs']} epochs; NAE {NAE_ITERS:,} iterations at lr 1e-5 with 32 "
+                           f"negatives per step, moving average of the weights; {precision})",
+            "hardware": f"{hardware}, 1 thread, {precision}",
+            "note": f"issue 12 campaign (scripts/mnist_campaign.py): AE to early stopping, then {NAE_ITERS:,} NAE "
+                    f"iterations; levers: 32 negatives, EMA 0.99 (the published model is the average)"}
+
+
+def compare(model: str) -> Path:
+    """Compares ``model``'s finished run with the published model on the validation split
+    (``scripts/publish_if_better.py RUN NAME --which ema``; mnist_ood with ``--ties``, its
+    watched sets saturate at 1), which publishes it when better, then keeps the record in
+    ``MILESTONES/RUN/``: the decision, and, when the run was not published, its log beside
+    the kept AE; when it was, the published model holds the AE, config and log, and the kept
+    AE goes.  Returns the record's path."""
+    from publish_if_better import main as publish
+
+    cfg, _, run_name, name = MODELS[model]
+    run = RUNS / run_name
+    texts = describe(model)
+    publish([str(run), name, "--which", "ema", *(["--ties"] if cfg == "mnist_ood" else []),
+             *(x for k, v in texts.items() for x in (f"--{k}", v))])
+    return keep_record(model)
+
+
+def keep_record(model: str) -> Path:
+    """The second half of :func:`compare`: keeps the decision that ``publish_if_better`` wrote
+    in the run directory (see there)."""
+    run, dest = RUNS / MODELS[model][2], MILESTONES / MODELS[model][2]
+    record = json.loads((run / DECISION).read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    if record["published"]:
+        for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
+            (dest / f).unlink(missing_ok=True)
+    else:
+        save_milestone(model)
+        (dest / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text())
+    (dest / DECISION).write_text(json.dumps(record, indent=1) + "\n")
+    return dest / DECISION
+
+
 def state(run: Path) -> str:
+    kept = MILESTONES / run.name / DECISION
+    if kept.is_file():
+        rec = json.loads(kept.read_text())
+        return (f"compared: published as {rec['name']}" if rec["published"] else
+                f"compared: not better than the published {rec['name']}, kept in {kept.parent}")
     if (run / "model.pt").is_file():
         return "finished"
     if (run / "checkpoint.pt").is_file():
@@ -121,6 +190,9 @@ def main(argv=None) -> int:
     p.add_argument("--until", help="HH:MM (UTC): stop the running job at a checkpoint then")
     p.add_argument("--list", action="store_true")
     p.add_argument("--milestones", action="store_true", help="keep the AE of every run whose AE phase has ended")
+    p.add_argument("--compare", action="store_true",
+                   help="compare the given finished runs with the published models (publishing the better) "
+                        "and keep the records")
     a = p.parse_args(argv)
     if a.milestones:
         for k in MODELS:
@@ -134,6 +206,13 @@ def main(argv=None) -> int:
             print(f"{k:9s} {cfg} {' '.join(extra):22s} {RUNS / run}: {state(RUNS / run)} -> {name}")
         return 0
     unknown = [m for m in a.models if m not in MODELS]
+    if a.compare and a.models and not unknown:
+        for m in a.models:
+            if state(RUNS / MODELS[m][2]) != "finished":
+                p.error(f"{m}: {state(RUNS / MODELS[m][2])}: only a finished run that has not been compared is compared")
+        for m in a.models:
+            print(f"{m}: record in {compare(m)}", flush=True)
+        return 0
     if unknown or not a.models or not a.until:
         p.error(f"give --until HH:MM and models among {', '.join(MODELS)}" + (f" (unknown: {unknown})" if unknown else ""))
     end = deadline(a.until)
@@ -142,7 +221,10 @@ def main(argv=None) -> int:
         run, name = RUNS / MODELS[m][2], MODELS[m][3]
         minutes = (end - datetime.now(timezone.utc)).total_seconds() / 60
         if state(run) == "finished":
-            print(f"{m}: {run} finished; compare it: scripts/publish_if_better.py {run} {name} --which ema", flush=True)
+            print(f"{m}: {run} finished; compare it: scripts/mnist_campaign.py --compare {m}", flush=True)
+            continue
+        if state(run).startswith("compared"):
+            print(f"{m}: {state(run)}", flush=True)
             continue
         if minutes < 2:
             print(f"{m}: deadline reached, not started", flush=True)

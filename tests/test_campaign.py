@@ -66,3 +66,64 @@ def test_an_ended_ae_phase_is_kept_and_a_new_machine_starts_the_nae_from_it(tmp_
     run.rmdir()
     assert "its AE is kept" in mc.state(run)
     assert f"train.init_ae={dest / 'ae.pt'}" in mc.command("holdout3", 30)
+
+
+def _decision(run, published):
+    import json
+
+    rec = {"name": "mnist_holdout_3", "published": published, "better": published, "weights": "ema"}
+    (run / mc.DECISION).write_text(json.dumps(rec))
+
+
+def test_a_compared_run_is_done_on_every_machine_and_keeps_what_the_published_model_lacks(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    run, kept = tmp_path / "runs" / "h3es", tmp_path / "kept" / "h3es"
+    run.mkdir(parents=True)
+    kept.mkdir(parents=True)
+    for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
+        (kept / f).write_text("x")
+    (run / "model.pt").write_text("x")
+    (run / "metrics.jsonl").write_text('{"event": "step", "phase": "nae", "step": 1}\n')
+    assert mc.state(run) == "finished"
+    _decision(run, published=False)  # not better: the run's log and AE stay in the repository
+    mc.keep_record("holdout3")
+    assert {f.name for f in kept.iterdir()} == {"ae.pt", "config.yml", "metrics_ae.jsonl", "metrics.jsonl", mc.DECISION}
+    assert mc.state(run).startswith("compared: not better")
+    for f in kept.iterdir():
+        f.unlink()
+    for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
+        (kept / f).write_text("x")
+    _decision(run, published=True)  # published: the published model holds AE, config and log
+    mc.keep_record("holdout3")
+    assert [f.name for f in kept.iterdir()] == [mc.DECISION]
+    assert json.loads((kept / mc.DECISION).read_text())["published"] is True
+    for f in run.iterdir():  # a new machine
+        f.unlink()
+    assert mc.state(run) == "compared: published as mnist_holdout_3"
+    assert mc.main(["--until", "23:59", "holdout3"]) == 0  # skipped, nothing trained
+
+
+def test_only_a_finished_run_is_compared(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    with pytest.raises(SystemExit):
+        mc.main(["--compare", "holdout3"])
+    assert "not started" in capsys.readouterr().err
+
+
+def test_the_manifest_texts_come_from_the_runs_log(tmp_path, monkeypatch):
+    """Digit 6's published model is a campaign run: its log gives back its manifest texts."""
+    import json
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.setattr(mc, "RUNS", tmp_path)
+    (tmp_path / "h6es").mkdir()
+    shutil.copy(repo / "pretrained" / "mnist_holdout_6" / "metrics.jsonl", tmp_path / "h6es" / "metrics.jsonl")
+    entry = json.loads((repo / "pretrained" / "manifest.json").read_text())["mnist_holdout_6"]
+    texts = mc.describe("holdout6")
+    assert "74 epochs" in texts["description"] and "2,500 NAE iterations" in texts["note"]
+    assert {k: entry[k] for k in texts} == texts
