@@ -291,3 +291,19 @@ def test_spread_markdown_summarises_the_validations_after_a_step(tmp_path):
                            from_step=50).splitlines()
     assert rows[2] == "| w | 3 | 0.800 | 0.082 | 0.700 | 0.900 | 0.800 |"
     assert rows[3] == "| ema | 3 | 0.850 | 0.008 | 0.840 | 0.860 | 0.860 |"
+
+
+def test_continuations_markdown_reads_several_folders_and_keeps_the_names_asked(tmp_path):
+    import json
+
+    from nae.tutorial.mnist_figures import continuations_markdown
+
+    for folder, name in (("cont/d3", "mnist_holdout_3"), ("campaign/h6es", "mnist_holdout_6"), ("campaign/ood_es", "mnist_ood_nae")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "publish_decision_ema.json").write_text(json.dumps(
+            {"name": name, "nae_iterations": 2500, "better": True, "published": True, "weights": "ema",
+             "validation_auroc": {"run": {"heldout": 0.95}, "against": {"heldout": 0.9}},
+             "test_auroc": {"run": {"heldout": 0.94}, "against": {"heldout": 0.91}}}))
+    rows = continuations_markdown(tmp_path / "cont", tmp_path / "campaign", only="mnist_holdout").splitlines()
+    assert [r.split(" | ")[0] for r in rows[2:]] == ["| d3", "| h6es"]
+    assert len(continuations_markdown(tmp_path / "cont", tmp_path / "campaign").splitlines()) == 5

@@ -222,18 +222,21 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
     return out
 
 
-def continuations_markdown(folder) -> str:
+def continuations_markdown(*folders, only: Optional[str] = None) -> str:
     """The continuations tried and what became of them: one row per ``publish_decision.json``
-    (written by ``scripts/publish_if_better.py``) in the sub-folders of ``folder``, named by its
+    (written by ``scripts/publish_if_better.py``) in the sub-folders of each of ``folders``, named by its
     folder, with the weights compared (``final`` or their moving ``average``) and the held-out
     digit's validation AUROC (which decided) and test AUROC (for information), each as
-    before → after: the model it continued, then the continued model.  The published model's
-    name is not a column (the table must fit the page): name the folders after it."""
+    before → after: the model it continued, then the continued model.  ``only``: keep the
+    records of the published names that start with it (e.g. ``"mnist_holdout"``).  The published
+    model's name is not a column (the table must fit the page): name the folders after it."""
     import json
 
-    recs = [(json.loads(f.read_text()), f.parent.name) for f in Path(folder).glob("*/publish_decision*.json")]
+    recs = [(json.loads(f.read_text()), f.parent.name) for folder in folders
+            for f in Path(folder).glob("*/publish_decision*.json")]
+    recs = [r for r in recs if only is None or r[0]["name"].startswith(only)]
     if not recs:
-        return f"no continuation records in {folder}"
+        return f"no continuation records in {', '.join(map(str, folders))}"
     head = ("| continuation | weights | NAE iterations | validation AUROC | test AUROC | kept |\n"
             "|---|---|---:|---:|---:|---|")
     lines = [head]
