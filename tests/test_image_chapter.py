@@ -75,8 +75,7 @@ def test_compute_rows_multiply_out_both_schedules(recipe):
 
 def test_the_full_budget_uses_the_stored_timings_and_says_where_they_come_from():
     ch = ImageChapter("cifar10_ood_gpu", "full")
-    saved = ch.stored_costs()
-    assert saved is not None, "benchmarks/results/cost_cifar10_ood.json is part of the repository"
+    saved = ch.stored_costs()[0]   # cost_cifar10_ood.json, part of the repository
     rows = ch.compute_rows(precisions=("fp32",))   # no step is timed: the stored rows are used
     stored = next(r for r in saved["rows"] if r["precision"] == "fp32" and r["n_neg"] == 128)
     assert rows["original, fp32"]["ae_step_s"] == stored["ae_step_s"]
@@ -113,3 +112,26 @@ def test_cpu_recipes_carry_their_levers(recipe):
     assert set(CPU_LEVERS) <= set(r.full) and any(a.startswith("train.nae.max_iters=") for a in r.full)
     ch = ImageChapter(recipe, "full")
     assert ch.cfg.sampler.n_negatives == 32 and ch.cfg.train.nae.lr == 1e-4
+
+
+def test_the_compute_tables_show_every_cpu_the_timings_were_stored_for(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import nae.tutorial.image_chapter as ic
+
+    ch = ImageChapter("cifar10_ood_gpu", "full")
+    first = ch.stored_costs()[0]
+    other = {**first, "hardware": "Some CPU with AMX", "rows": [{**r, "ae_step_s": r["ae_step_s"] / 4} for r in first["rows"]]}
+    res = tmp_path / "benchmarks" / "results"
+    res.mkdir(parents=True)
+    (res / "cost_cifar10_ood.json").write_text(json.dumps(first))
+    (res / "cost_cifar10_ood_amx.json").write_text(json.dumps(other))
+    (res / "cost_cifar10_oodx.json").write_text(json.dumps(other))   # another config's name: not read
+    fake = tmp_path / "nae" / "tutorial" / "image_chapter.py"
+    monkeypatch.setattr(ic, "__file__", str(fake))
+    assert [s["hardware"] for s in ch.stored_costs()] == [first["hardware"], "Some CPU with AMX"]
+    md = ch.compute_tables()
+    assert md.count("| original, fp32 |") == 2 and first["hardware"] in md and "Some CPU with AMX" in md
+    amx = ch.compute_rows(saved=ch.stored_costs()[1])
+    assert amx["original, fp32"]["ae_step_s"] == pytest.approx(ch.compute_rows()["original, fp32"]["ae_step_s"] / 4)

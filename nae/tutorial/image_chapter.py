@@ -85,23 +85,26 @@ class ImageChapter:
 
         return len(training_sets(self.cfg)[0])
 
-    def stored_costs(self) -> Optional[dict]:
-        """The step timings that ``benchmarks/chapter_cost.py`` stored for this chapter's config
-        (``benchmarks/results/cost_CONFIG.json``: hardware, date, rows), or None."""
+    def stored_costs(self) -> list:
+        """The step timings that ``benchmarks/chapter_cost.py`` stored for this chapter's config,
+        one dict (hardware, date, command, rows) per CPU they were measured on
+        (``benchmarks/results/cost_CONFIG.json`` and ``cost_CONFIG_*.json``, e.g. ``_amx``), in
+        the order of their file names; empty when there are none."""
         import json
         from pathlib import Path
 
-        f = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / f"cost_{self.config_name}.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        res = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+        files = sorted([*res.glob(f"cost_{self.config_name}.json"), *res.glob(f"cost_{self.config_name}_*.json")])
+        return [json.loads(f.read_text()) for f in files]
 
     def compute_rows(self, precisions: Optional[Sequence[str]] = None, reps: int = 2,
-                     stored: Optional[bool] = None) -> dict:
+                     stored: Optional[bool] = None, saved: Optional[Mapping] = None) -> dict:
         """Step times multiplied out for the original schedule (original data size) and for this
         recipe's schedule (our data).
 
         ``stored`` (default: in the full budget, when :meth:`stored_costs` has them): the timings
-        of ``benchmarks/chapter_cost.py``, measured on an idle machine; else measured now
-        (``nae.cost.measure``).  The smoke budget measures the smoke config (tiny batches: the
+        of ``benchmarks/chapter_cost.py``, measured on an idle machine (``saved``: which of
+        :meth:`stored_costs`; default the first); else measured now (``nae.cost.measure``).  The smoke budget measures the smoke config (tiny batches: the
         figures only show that the code runs).  ``precisions`` (default fp32 and bf16): timed
         now, bf16 only where this CPU runs it natively; emulated bf16 (an AVX2-only CPU) is about
         7x slower, ``auto`` never picks it there, and timing it would cost minutes for nothing."""
@@ -114,7 +117,8 @@ class ImageChapter:
         sched = ORIGINAL_SCHEDULE[self.config_name]
         n_ours = self.n_train()
         n_neg_ours = cfg.sampler.n_negatives or cfg.data.batch_size
-        saved = self.stored_costs() if (stored or (stored is None and self.budget == "full")) else None
+        if saved is None and (stored or (stored is None and self.budget == "full")):
+            saved = next(iter(self.stored_costs()), None)
         if stored and saved is None:
             raise FileNotFoundError(f"no stored timings for {self.config_name}: run "
                                     f"python benchmarks/chapter_cost.py --config {self.config_name}")
@@ -161,6 +165,14 @@ class ImageChapter:
         return (f"{where}, budget {self.budget}, batch {first['batch']}. The AE phase is an upper bound (early "
                 f"stopping may end it sooner); the load average is the machine's when each row was timed (other "
                 f"jobs on the same cores make every step slower).\n\n" + cost.compute_markdown(rows))
+
+    def compute_tables(self, reps: int = 2) -> str:
+        """:meth:`compute_markdown` for every CPU of :meth:`stored_costs` in the full budget (the
+        processor decides whether bf16 pays: shown side by side), else one table timed now."""
+        saved = self.stored_costs() if self.budget == "full" else []
+        if not saved:
+            return self.compute_markdown(reps=reps)
+        return "\n\n".join(self.compute_markdown(self.compute_rows(reps=reps, saved=s)) for s in saved)
 
     # -- models ----------------------------------------------------------------------
     def stage(self) -> Optional[str]:

@@ -359,17 +359,19 @@ def ae_failure_markdown(report: Mapping) -> str:
 
 def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: float = 2.2):
     """One small panel per hold-out model: E(x+) (data) and E(x-) (negatives) against the NAE
-    iteration (running means of the logged steps, log scale), titled with the digit and the
-    equilibrium ratio mean E(x-) / mean E(x+) over the last tenth of the last run.  A continued
-    model shows its whole history, a dotted line where each continuation began.  Returns the figure."""
+    iteration (running means of the logged steps), titled with the digit and the equilibrium
+    ratio mean E(x-) / mean E(x+) over the last tenth of the last run.  Each panel has its own
+    iteration axis (the runs differ in length by 30x) and a linear energy axis in units of 1e-2.
+    A continued model shows its whole history, a dotted line where each continuation began.
+    Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ..diagnostics import equilibrium, read_metrics, segment_starts, series
 
     digits = sorted(run_dirs)
     nrows = max(1, -(-len(digits) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 0.9 * nrows), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 0.9 * nrows), squeeze=False)
     for ax in axes.flat[len(digits):]:
         ax.axis("off")
     for ax, d in zip(axes.flat, digits):
@@ -383,9 +385,12 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
         for x in segment_starts(rec):
             ax.axvline(x, color="0.5", lw=0.8, ls=":")
         ratio = equilibrium(run_dirs[d])["ratio"]
-        ax.set_yscale("log")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, -2))
+        ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.set_title(f"digit {d}: ratio {ratio:.2f}" if ratio is not None else f"digit {d}", fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.yaxis.get_offset_text().set_fontsize(7)
     axes.flat[0].legend(fontsize=7, frameon=False)
     fig.supxlabel("NAE iteration", fontsize=9)
     fig.tight_layout()
