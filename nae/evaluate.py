@@ -8,7 +8,7 @@ import torch
 
 from .data.selection import default_ood, indist_test_set, outlier_set
 from .errors import DataError
-from .metrics import ood_metrics
+from .metrics import FPR95_DEFINITION, ood_metrics
 
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
@@ -19,7 +19,9 @@ def evaluate_model(model, cfg, ood: Iterable[str], n: Optional[int] = None, batc
     """Scores the in-distribution test set and each outlier set's test split.
 
     Returns ``{"in_distribution", "n_in", "auroc": {name: value}, "aupr_in", "aupr_out",
-    "fpr95", "n": {name: count}, "absent": {name: reason}}``.  A set that is not found is
+    "fpr95", "n": {name: count}, "absent": {name: reason}}`` (the metrics of
+    :func:`nae.metrics.ood_metrics`; ``fpr95`` is the share of the outliers accepted when 95% of
+    the inliers are kept, :func:`nae.metrics.fpr_at_95_tpr`).  A set that is not found is
     listed under ``absent`` (and its metrics are ``None``), never silently dropped.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved as in training
     (:func:`nae.speed.resolve_precision`) and recorded as ``res["precision"]``.
@@ -96,8 +98,14 @@ def evaluate_run(run_dir, ood: Optional[Iterable[str]] = None, which: str = "fin
     return evaluate_model(model, model.config, names, n=n, precision=precision)
 
 
+#: the line under :func:`format_table`'s table that says what its FPR@95 column is
+FPR95_NOTE = f"FPR@95: {FPR95_DEFINITION} (lower is better)"
+
+
 def format_table(res: dict) -> str:
-    """The result of :func:`evaluate_model` as a plain-text table."""
+    """The result of :func:`evaluate_model` as a plain-text table, with a line saying what its
+    FPR@95 column is (:data:`FPR95_NOTE`), since the name is read two ways (inliers or outliers
+    as the positive class)."""
     names = list(res["auroc"])
     rows = [("outlier set", "n", "AUROC", "AUPR-in", "AUPR-out", "FPR@95")]
     for name in names:
@@ -112,6 +120,7 @@ def format_table(res: dict) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append(FPR95_NOTE)
     for name, why in res["absent"].items():
         lines.append(f"absent: {name}: {why.splitlines()[0]}")
     return "\n".join(lines)

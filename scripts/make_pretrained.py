@@ -60,10 +60,14 @@ def not_the_recipes_run(cfg, r) -> str:
 def same_ae_metrics(before: dict, entry: dict, names, eval_n) -> dict:
     """The AE's metrics of the entry ``before`` a publish, when the newly published ``entry`` has
     the very same AE (``ae.pt``, same SHA-256: a continuation of the NAE phase) and they were
-    measured on the same sets and number of test images; else ``{}`` (measure them again)."""
+    measured on the same sets and number of test images, with today's FPR@95
+    (``fpr95_definition``); else ``{}`` (measure them again)."""
+    from nae.metrics import FPR95_DEFINITION
+
     old = before.get("metrics") or {}
     ae = before.get("files", {}).get("ae.pt")
-    if not ae or ae != entry.get("files", {}).get("ae.pt") or not measured_on(old, "ae_auroc", names, eval_n):
+    if not ae or ae != entry.get("files", {}).get("ae.pt") or not measured_on(old, "ae_auroc", names, eval_n) \
+            or old.get("fpr95_definition") != FPR95_DEFINITION:
         return {}
     return {k: old[k] for k in ("ae_auroc", "ae_fpr95", "n_in", "absent", "n", "eval_n") if k in old} | \
         {"eval_n": eval_n}
@@ -102,6 +106,10 @@ def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: st
                                 "absent": sorted(res_ae["absent"]), "n": res_ae["n"], "eval_n": eval_n})
             except Exception as e:  # noqa: BLE001 - runs without an AE phase
                 metrics["ae_auroc_error"] = str(e)
+    if metrics:
+        from nae.metrics import FPR95_DEFINITION
+
+        metrics["fpr95_definition"] = FPR95_DEFINITION  # fpr95 was once measured the other way round
     update_entry(name, {"metrics": metrics}, root=root)  # the files published above, now measured
     return metrics
 

@@ -112,11 +112,16 @@ def test_a_run_continues_the_published_model_only_when_it_starts_from_its_weight
 def test_the_ae_is_scored_again_only_when_it_changed():
     import make_pretrained as mp
 
+    from nae.metrics import FPR95_DEFINITION
+
     old = {"files": {"ae.pt": "aaa"}, "metrics": {"auroc": {"Noise": 0.9}, "ae_auroc": {"Noise": 0.5, "X": 0.4},
-                                                  "ae_fpr95": {"Noise": 0.7, "X": 0.8}, "n_in": 2000}}
+                                                  "ae_fpr95": {"Noise": 0.7, "X": 0.8}, "n_in": 2000,
+                                                  "fpr95_definition": FPR95_DEFINITION}}
     kept = mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise", "X"], 2000)
     assert kept == {"ae_auroc": {"Noise": 0.5, "X": 0.4}, "ae_fpr95": {"Noise": 0.7, "X": 0.8}, "n_in": 2000,
                     "eval_n": 2000}  # the NAE's own metrics are not carried over
+    older = {**old, "metrics": {k: v for k, v in old["metrics"].items() if k != "fpr95_definition"}}
+    assert mp.same_ae_metrics(older, {"files": {"ae.pt": "aaa"}}, ["Noise", "X"], 2000) == {}  # FPR@95 of old
     assert mp.same_ae_metrics(old, {"files": {"ae.pt": "bbb"}}, ["Noise"], 2000) == {}  # another AE
     assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise", "SVHN"], 2000) == {}  # a set not scored
     assert mp.same_ae_metrics(old, {"files": {"ae.pt": "aaa"}}, ["Noise"], 1000) == {}  # another test size

@@ -315,14 +315,16 @@ def ae_failure(models: Mapping[str, torch.nn.Module], cfg, names: Sequence[str],
 
     For each outlier set (``names``, "heldout" included) and each model: the fraction of
     the outliers whose energy lies below the *median* energy of the in-distribution test
-    images (these outliers look more normal than half the data) and below the 95th
-    percentile (FPR@95: missed when 95% of the inliers are kept).  ``images[name]`` holds
+    images (these outliers look more normal than half the data) and FPR@95, the share of
+    the outliers accepted when 95% of the inliers are kept (:func:`nae.metrics.fpr_at_95_tpr`,
+    the ``fpr95`` of ``python -m nae evaluate`` and of the manifest).  ``images[name]`` holds
     the ``k`` outliers with the lowest energy under ``rank_by`` (default: the first model,
     the AE), the ones to show with :func:`reconstruction_figure`.  ``n``: at most this many
     test images of each set.
     """
     from ..data import indist_test_set
     from ..data import outlier_set
+    from ..metrics import fpr_at_95_tpr
 
     labels = list(models)
     rank_by = rank_by or labels[0]
@@ -335,7 +337,7 @@ def ae_failure(models: Mapping[str, torch.nn.Module], cfg, names: Sequence[str],
         for lb, m in models.items():
             e = m.predict(x).numpy()
             row[lb] = {"below_median": float((e < np.median(e_in[lb])).mean()),
-                       "fpr95": float((e <= np.quantile(e_in[lb], 0.95)).mean())}
+                       "fpr95": fpr_at_95_tpr(e_in[lb], e)}
             if lb == rank_by:
                 order = np.argsort(e, kind="stable")[:k]
                 out["images"][name] = x[torch.as_tensor(order)]
