@@ -15,9 +15,26 @@ def test_auroc_table_says_not_trained_and_absent_and_keeps_the_original_numbers(
             for line in md.splitlines() if line.startswith("| ") and not line.startswith("| outlier")}
     assert set(rows) == set(ch.ood)                       # no set dropped
     assert rows["SVHN"][:2] == ["absent", NOT_TRAINED]    # absent here; the NAE is not trained
-    assert rows["ConstantGray"] == ["0.500", NOT_TRAINED, f"{ORIGINAL_AUROC['cifar10_ood']['ConstantGray']:.4f}"]
+    assert rows["ConstantGray"] == ["0.500", NOT_TRAINED, f"{ORIGINAL_AUROC['cifar10_ood']['ConstantGray']:.4f}", "–"]
     assert rows["Constant"][2] == "–"                     # the original published no number for it
     assert "n = 64" in md
+
+
+def test_the_target_column_says_where_the_nae_meets_the_chapters_target():
+    cifar = ImageChapter("cifar10_ood_cpu", "smoke")
+    res = {"AE": {"n_in": 64, "auroc": {"ConstantGray": 0.0, "Noise": 1.0, "Constant": 0.1}, "absent": ["SVHN"]},
+           "NAE": {"auroc": {"ConstantGray": 0.926, "Noise": 1.0, "Constant": 0.93}, "absent": ["SVHN"]}}
+    assert cifar.target("ConstantGray", res) == "missed by 0.037"   # the original's 0.9632
+    assert cifar.target("Noise", res) == "met"                      # 1.0 against the original's 1.0
+    assert cifar.target("Constant", res) == "–"                     # no original number
+    assert cifar.target("SVHN", res) == "–"                         # absent here
+    assert "| target: NAE ≥ original |" in cifar.auroc_markdown(res)
+    celeba = ImageChapter("celeba64_ood_cpu", "smoke")                 # no original numbers: above the AE
+    res = {"AE": {"n_in": 64, "auroc": {"ConstantGray": 0.03, "Noise": 1.0, "CIFAR10": 0.9}},
+           "NAE": {"auroc": {"ConstantGray": 0.48, "Noise": 1.0, "CIFAR10": 0.86}}}
+    assert [celeba.target(n, res) for n in ("ConstantGray", "Noise", "CIFAR10")] == ["met", "tie", "missed by 0.040"]
+    assert celeba.target("ConstantGray", {"AE": res["AE"]}) == "–"   # no NAE yet
+    assert "| target: NAE > AE |" in celeba.auroc_markdown(res)
 
 
 def test_stage_reads_the_manifest(tmp_path, monkeypatch):
