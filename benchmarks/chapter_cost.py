@@ -5,8 +5,10 @@
 Times one AE step, one latent-chain pass, one input-chain pass and one NAE loss step
 (``nae.cost.measure``, one torch thread, batch 128) in fp32 and in bf16, with the original
 number of negatives (the batch) and with ``--negatives``, prints them and stores them in
-``benchmarks/results/cost_CONFIG.json`` with the CPU, the date and the load average of each
-row.  In the full budget, notebooks 03 and 04 show these stored figures (measured on an idle
+``benchmarks/results/cost_CONFIG.json`` (``--out``: another file, e.g. ``cost_CONFIG_amx.json``
+for another kind of CPU; the chapters show every ``cost_CONFIG*.json``) with the CPU, its
+instruction sets (bf16 is fast only with AMX or a fast AVX512-BF16), the date and the load
+average of each row.  In the full budget, notebooks 03 and 04 show these stored figures (measured on an idle
 machine) instead of timing steps while they run; run it again on another CPU to refresh them.
 Takes about 15 (CIFAR-10) to 25 (CelebA-64) minutes.
 """
@@ -51,7 +53,10 @@ def main() -> None:
         print(json.dumps(few), flush=True)
     out = Path(a.out) if a.out else RESULTS / f"cost_{a.config}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": a.config, "hardware": hardware(), "date": time.strftime("%Y-%m-%d"),
+    from nae.speed import isa_line
+
+    out.write_text(json.dumps({"config": a.config, "hardware": hardware(), "isa": isa_line(),
+                               "date": time.strftime("%Y-%m-%d"),
                                "command": " ".join(["python benchmarks/chapter_cost.py", *sys.argv[1:]]),
                                "rows": rows}, indent=1) + "\n")
     print(f"stored {out}")

@@ -148,7 +148,7 @@ class ImageChapter:
             rows[f"ours, {prec}"] = {**t_ours, **cost.schedule_hours(cfg, t_ours, n_ours, cfg.train.ae.epochs,
                                                                       nae_iters)}
         if saved is not None:  # each row says where its timings come from (compute_markdown)
-            src = {k: saved[k] for k in ("hardware", "date", "command")}
+            src = {k: saved[k] for k in ("hardware", "date", "command", "isa") if k in saved}
             rows = {k: {**r, "source": src} for k, r in rows.items()}
         return rows
 
@@ -160,7 +160,8 @@ class ImageChapter:
         rows = rows if rows is not None else self.compute_rows(**kw)
         first = next(iter(rows.values()))
         saved = first.get("source")
-        where = (f"Measured on {saved['hardware']} on {saved['date']} (stored by `{saved['command']}`)"
+        where = (f"Measured on {saved['hardware']}" + (f" ({saved['isa']})" if saved.get("isa") else "")
+                 + f" on {saved['date']} (stored by `{saved['command']}`)"
                  if saved else f"Measured now on {hardware()}")
         return (f"{where}, budget {self.budget}, batch {first['batch']}. The AE phase is an upper bound (early "
                 f"stopping may end it sooner); the load average is the machine's when each row was timed (other "
