@@ -90,6 +90,24 @@ def save_milestone(model: str) -> Path | None:
 DECISION = "publish_decision_ema.json"  # publish_if_better's record (--which ema)
 
 
+def join_ae_log(model: str) -> bool:
+    """A run that started its NAE phase from a kept AE (a new machine: ``train.init_ae`` naming
+    the milestone) logged no AE phase of its own; before it is compared and published, the kept
+    AE phase's log (``MILESTONES/RUN/metrics_ae.jsonl``) is put in front of its ``metrics.jsonl``
+    (written atomically), so the run, and the model published from it, say how their AE was
+    trained (epochs, early stopping, hardware).  True when it joined them."""
+    from nae.diagnostics import ae_phase
+
+    run, kept = RUNS / MODELS[model][2], MILESTONES / MODELS[model][2] / "metrics_ae.jsonl"
+    if ae_phase(run)["val"] or not kept.is_file():
+        return False
+    log = run / "metrics.jsonl"
+    tmp = log.with_name(log.name + ".joined.tmp")
+    tmp.write_text(kept.read_text() + log.read_text())
+    os.replace(tmp, log)
+    return True
+
+
 def describe(model: str) -> dict:
     """The manifest texts of ``model``'s finished run: ``description``, ``hardware``, ``note``."""
     from nae.diagnostics import ae_phase, read_metrics
@@ -108,7 +126,18 @@ def describe(model: str) -> dict:
                            f"negatives per step, moving average of the weights; {precision})",
             "hardware": f"{hardware}, 1 thread, {precision}",
             "note": f"issue 12 campaign (scripts/mnist_campaign.py): AE to early stopping, then {NAE_ITERS:,} NAE "
-                    f"iterations; levers: 32 negatives, EMA 0.99 (the published model is the average)"}
+                    f"iterations; levers: 32 negatives, EMA 0.99 (the published model is the average)"
+                    + ("; the AE phase ran in an earlier session, the NAE phase started from its kept weights "
+                       "(train.init_ae: the milestone, now this model's ae.pt), so wall_time_s is the NAE phase's"
+                       if _from_kept_ae(run) else "")}
+
+
+def _from_kept_ae(run: Path) -> bool:
+    """True when the run's NAE phase started from an AE kept in ``MILESTONES`` (a new machine)."""
+    from nae.config import load_saved_config
+
+    init = load_saved_config(run / "config.yml").train.init_ae
+    return bool(init) and Path(str(init)).resolve().is_relative_to(MILESTONES.resolve())
 
 
 def compare(model: str) -> Path:
@@ -122,6 +151,7 @@ def compare(model: str) -> Path:
 
     cfg, _, run_name, name = MODELS[model]
     run = RUNS / run_name
+    join_ae_log(model)
     texts = describe(model)
     publish([str(run), name, "--which", "ema", *(["--ties"] if cfg == "mnist_ood" else []),
              *(x for k, v in texts.items() for x in (f"--{k}", v))])

@@ -122,8 +122,34 @@ def test_the_manifest_texts_come_from_the_runs_log(tmp_path, monkeypatch):
     repo = Path(__file__).resolve().parent.parent
     monkeypatch.setattr(mc, "RUNS", tmp_path)
     (tmp_path / "h6es").mkdir()
-    shutil.copy(repo / "pretrained" / "mnist_holdout_6" / "metrics.jsonl", tmp_path / "h6es" / "metrics.jsonl")
+    for f in ("metrics.jsonl", "config.yml"):
+        shutil.copy(repo / "pretrained" / "mnist_holdout_6" / f, tmp_path / "h6es" / f)
     entry = json.loads((repo / "pretrained" / "manifest.json").read_text())["mnist_holdout_6"]
     texts = mc.describe("holdout6")
     assert "74 epochs" in texts["description"] and "2,500 NAE iterations" in texts["note"]
     assert {k: entry[k] for k in texts} == texts
+
+
+def test_a_run_started_from_a_kept_ae_gets_its_ae_log_before_it_is_published(tmp_path, monkeypatch):
+    """On a new machine the NAE phase starts from the kept AE and logs no AE phase: the kept log is
+    joined in front, so the published model says how its AE was trained."""
+    import json
+
+    from nae.diagnostics import ae_phase
+
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    run, kept = tmp_path / "runs" / "h3es", tmp_path / "kept" / "h3es"
+    run.mkdir(parents=True)
+    kept.mkdir(parents=True)
+    ae = [{"event": "step", "phase": "ae", "step": 10, "epoch": 4}, {"event": "validation", "phase": "ae", "step": 10,
+          "val_energy": 0.01}, {"event": "phase_end", "phase": "ae", "step": 10}]
+    nae = [{"event": "start", "phase": "nae", "step": 0}, {"event": "step", "phase": "nae", "step": 1, "e_pos": 1.0}]
+    (kept / "metrics_ae.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ae))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in nae))
+    assert ae_phase(run)["epochs"] == 0
+    assert mc.join_ae_log("holdout3") is True
+    assert ae_phase(run)["epochs"] == 5 and ae_phase(run)["ended"]
+    assert [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] == ae + nae
+    assert mc.join_ae_log("holdout3") is False   # once only
+    assert not list(run.glob("*.tmp"))
