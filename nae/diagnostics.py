@@ -169,12 +169,18 @@ def equilibrium_markdown(runs: dict) -> str:
 
 
 def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
-    """:func:`equilibrium`'s result in two short lines: the iterations and the energy ratio over
-    the last tenth against ``target``; whether the validation AUROC is flat."""
-    ratio = _ratio_text(eq, "n/a (too few logged steps)")
+    """:func:`equilibrium`'s result in three short lines: the iterations; the energy ratio over
+    the last tenth and whether it reaches ``target`` (near equilibrium); whether the validation
+    AUROC is flat."""
+    if eq["ratio"] is None:
+        verdict = "n/a (too few logged steps)"
+    elif eq["ratio"] >= target:
+        verdict = f"{eq['ratio']:.2f}, near equilibrium (>= {target})"
+    else:
+        verdict = f"{eq['ratio']:.2f}, below the {target} of near equilibrium"
     flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
-    return (f"{eq['iterations']} NAE iterations; last tenth: mean E(x-) / mean E(x+) = {ratio} "
-            f"(near equilibrium: >= {target})\nvalidation AUROC flat: {flat}")
+    return (f"{eq['iterations']} NAE iterations\nmean E(x-) / mean E(x+) over the last tenth: {verdict}\n"
+            f"validation AUROC flat: {flat}")
 
 
 def ae_phase_summary(info: dict, epochs: Optional[int] = None) -> str:

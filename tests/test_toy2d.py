@@ -58,6 +58,10 @@ def test_smoke_obtain(monkeypatch, tmp_path):
     steps = [json.loads(line) for line in (tmp_path / "smoke" / "toy2d_nae_cd" / "metrics.jsonl").open()]
     assert max(r["step"] for r in steps if r["phase"] == "nae") == model.config.train.nae.max_iters <= 10
     assert "smoke" in nb.describe(model)
+    model.provenance["hardware"] = "a CPU whose description is long, " * 4   # wrapped for the book's code boxes
+    lines = nb.describe(model).splitlines()
+    assert len(lines) > 1 and all(len(x) <= 76 for x in lines) and lines[1].startswith("    ")
+    assert "\n" not in nb.describe(model, width=0)
     p = P.model_density(model)
     assert p.shape == (100, 100) and abs(p.sum() - 1) < 1e-6
 

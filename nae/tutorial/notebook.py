@@ -115,12 +115,18 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
     return model
 
 
-def describe(model) -> str:
-    """One line: where the model comes from, its budget, hardware and wall time."""
+def describe(model, width: int = 76) -> str:
+    """Where the model comes from, its budget, hardware and wall time, wrapped at ``width``
+    characters (the code boxes of the book; continuation lines indented; ``width=0``: one line)."""
+    import textwrap
+
     p = getattr(model, "provenance", {}) or {}
     wall = p.get("wall_time_s")
     wall_s = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else "n/a"
-    return f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}"
+    line = f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}"
+    if not width:
+        return line
+    return textwrap.fill(line, width=width, subsequent_indent="    ", break_on_hyphens=False, break_long_words=False)
 
 
 def training_log(model, phase: str = "nae") -> dict:
