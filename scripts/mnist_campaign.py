@@ -73,11 +73,14 @@ def ae_ended(run: Path) -> bool:
 
 def save_milestone(model: str) -> Path | None:
     """Keeps the AE of ``model``'s run, once its phase has ended, in ``MILESTONES/RUN/`` (float16
-    ``ae.pt``, ``config.yml``, ``metrics_ae.jsonl`` with the AE phase's log); the folder, or None."""
+    ``ae.pt``, ``config.yml``, ``metrics_ae.jsonl`` with the AE phase's log); the folder, or None.  A run that
+    was compared and published keeps nothing here (the published model holds its AE)."""
     from nae.pretrained import _half_copy
 
     run = RUNS / MODELS[model][2]
     dest = MILESTONES / run.name
+    if (dest / DECISION).is_file() and json.loads((dest / DECISION).read_text()).get("published"):
+        return None
     if not (dest / "ae.pt").is_file() and ae_ended(run):
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "config.yml").write_text((run / "config.yml").read_text())

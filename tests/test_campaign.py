@@ -11,6 +11,7 @@ import mnist_campaign as mc  # noqa: E402
 
 def test_a_new_run_gets_the_rule_and_a_stopped_one_is_resumed(tmp_path, monkeypatch):
     monkeypatch.setattr(mc, "RUNS", tmp_path)
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")  # not the repository's (digit 3's AE is kept there)
     cmd = mc.command("holdout3", 30)
     assert cmd[cmd.index("--out") + 1] == str(tmp_path / "h3es")
     assert {"data.holdout=[3]", "sampler.n_negatives=32", "train.nae.ema=0.99",
@@ -104,6 +105,9 @@ def test_a_compared_run_is_done_on_every_machine_and_keeps_what_the_published_mo
         f.unlink()
     assert mc.state(run) == "compared: published as mnist_holdout_3"
     assert mc.main(["--until", "23:59", "holdout3"]) == 0  # skipped, nothing trained
+    (run / "ae.pt").write_text("x")  # the same machine: the run's AE is still there
+    (run / "metrics.jsonl").write_text('{"event": "phase_end", "phase": "ae", "step": 10}\n')
+    assert mc.save_milestone("holdout3") is None and [f.name for f in kept.iterdir()] == [mc.DECISION]
 
 
 def test_only_a_finished_run_is_compared(tmp_path, monkeypatch, capsys):
