@@ -179,7 +179,7 @@ def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
     else:
         verdict = f"{eq['ratio']:.2f}, below the {target} of near equilibrium"
     flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
-    return (f"{eq['iterations']} NAE iterations\nmean E(x-) / mean E(x+) over the last tenth: {verdict}\n"
+    return (f"{eq['iterations']} NAE iterations\nE(x-)/E(x+), last tenth: {verdict}\n"
             f"validation AUROC flat: {flat}")
 
 

@@ -84,7 +84,7 @@ def test_the_summaries_that_read_the_diagnostics_out(tmp_path):
     with open(tmp_path / "metrics.jsonl", "a") as f:  # steps are logged every 10: the phase's end says 54
         f.write(json.dumps({"event": "phase_end", "phase": "nae", "step": 54}) + "\n")
     assert equilibrium_summary(equilibrium(tmp_path)).splitlines() == [
-        "54 NAE iterations", "mean E(x-) / mean E(x+) over the last tenth: 0.33, below the 0.9 of near equilibrium",
+        "54 NAE iterations", "E(x-)/E(x+), last tenth: 0.33, below the 0.9 of near equilibrium",
         "validation AUROC flat: too few validations to tell"]  # one validation: not "None"
     assert "0.33, near equilibrium (>= 0.3)" in equilibrium_summary(equilibrium(tmp_path), target=0.3)
     line = "54 NAE iterations; E(x-)/E(x+) over the last tenth 0.33; last validation AUROC: Noise 0.800"
