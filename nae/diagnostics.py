@@ -110,7 +110,7 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     """The equilibrium diagnostics of an NAE run.
 
     Returns ``{"iterations" (the last NAE iteration logged by any event), "ratio" (mean E(x-) /
-    mean E(x+) over the last ``last`` of the logged steps), "near_equilibrium" (ratio >= target),
+    mean E(x+) over the last ``last`` of the logged steps), "target", "near_equilibrium" (ratio >= target),
     "auroc_last" {set: last value}, "auroc_change" {set: last minus the mean of the validations
     in the last ``last`` of the run before it, or None}, "auroc_flat" (every change within
     ``flat_tol``)}``.
@@ -119,7 +119,7 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     it, e_pos = series(rec, "e_pos")
     _, e_neg = series(rec, "e_neg")
     steps = [r["step"] for r in rec if r.get("phase") == "nae" and isinstance(r.get("step"), int)]
-    out = {"iterations": max(steps, default=0), "ratio": None, "near_equilibrium": False,
+    out = {"iterations": max(steps, default=0), "ratio": None, "target": target, "near_equilibrium": False,
            "auroc_last": {}, "auroc_change": {}, "auroc_flat": None}
     if len(it):
         k = max(1, int(round(len(it) * last)))
@@ -168,13 +168,14 @@ def equilibrium_markdown(runs: dict) -> str:
     return "\n".join(rows)
 
 
-def equilibrium_summary(eq: dict, target: float = 0.9) -> str:
+def equilibrium_summary(eq: dict) -> str:
     """:func:`equilibrium`'s result in three short lines: the iterations; the energy ratio over
-    the last tenth and whether it reaches ``target`` (near equilibrium); whether the validation
-    AUROC is flat."""
+    the last tenth and whether it reaches the target :func:`equilibrium` judged it by (near
+    equilibrium); whether the validation AUROC is flat."""
+    target = eq.get("target", 0.9)
     if eq["ratio"] is None:
         verdict = "n/a (too few logged steps)"
-    elif eq["ratio"] >= target:
+    elif eq["near_equilibrium"]:
         verdict = f"{eq['ratio']:.2f}, near equilibrium (>= {target})"
     else:
         verdict = f"{eq['ratio']:.2f}, below the {target} of near equilibrium"

@@ -86,7 +86,7 @@ def test_the_summaries_that_read_the_diagnostics_out(tmp_path):
     assert equilibrium_summary(equilibrium(tmp_path)).splitlines() == [
         "54 NAE iterations", "E(x-)/E(x+), last tenth: 0.33, below the 0.9 of near equilibrium",
         "validation AUROC flat: too few validations to tell"]  # one validation: not "None"
-    assert "0.33, near equilibrium (>= 0.3)" in equilibrium_summary(equilibrium(tmp_path), target=0.3)
+    assert "0.33, near equilibrium (>= 0.3)" in equilibrium_summary(equilibrium(tmp_path, target=0.3))
     line = "54 NAE iterations; E(x-)/E(x+) over the last tenth 0.33; last validation AUROC: Noise 0.800"
     assert equilibrium_line(equilibrium(tmp_path)) == line  # one line per run
     from nae.diagnostics import equilibrium_markdown

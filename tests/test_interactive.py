@@ -38,6 +38,8 @@ def test_trace_equals_the_plain_chain(toy, anneal):
 
 def test_sample_with_trace(toy):
     s = SamplerSettings.from_model(toy, z_steps=3, x_steps=4, seed=1)
+    text = str(dataclasses.replace(s, z_step_size=0.1 ** 2 / 2))
+    assert "step size 0.005," in text and "seed 1" in text and all(len(x) <= 76 for x in text.splitlines())
     out = sample_with_trace(toy, 16, s)
     assert out["x"].shape == (16, 2) and len(out["x_frames"]) == 5 and len(out["z_frames"]) == 4
     assert torch.allclose(out["z"].norm(dim=1), torch.ones(16), atol=1e-5)  # on the circle

@@ -62,6 +62,10 @@ def test_smoke_obtain(monkeypatch, tmp_path):
     lines = nb.describe(model).splitlines()
     assert len(lines) > 1 and all(len(x) <= 76 for x in lines) and lines[1].startswith("    ")
     assert "\n" not in nb.describe(model, width=0)
+    names = "trained with: " + ", ".join(f"train.nae.some_long-key_{i}=1e-5" for i in range(6))
+    wrapped = nb.wrap(names).splitlines()    # the helper describe uses, for the notebooks' own long prints
+    assert all(len(x) <= 76 for x in wrapped) and " ".join(x.strip() for x in wrapped) == names
+    assert nb.wrap(names, width=0) == names
     p = P.model_density(model)
     assert p.shape == (100, 100) and abs(p.sum() - 1) < 1e-6
 

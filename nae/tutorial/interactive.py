@@ -69,6 +69,12 @@ class SamplerSettings:
                 float(torch.as_tensor(model.T).detach()))
         return dataclasses.replace(s, **changes)
 
+    def __str__(self) -> str:
+        """Three short lines (4 significant digits: a step of 0.1**2 / 2 reads 0.005, not 0.005000000000000001)."""
+        return (f"latent chain: {self.z_steps} steps, step size {self.z_step_size:.4g}, noise {self.z_noise:.4g}\n"
+                f"input chain: {self.x_steps} steps, step size {self.x_step_size:.4g}, noise {self.x_noise:.4g}\n"
+                f"temperature {self.temperature:.4g}, replay buffer {'on' if self.replay else 'off'}, seed {self.seed}")
+
 
 def sample_with_trace(model, n: int, settings: SamplerSettings, every: int = 1) -> dict:
     """On-manifold sampling (latent chain, decode, input chain) keeping every step.

@@ -115,18 +115,24 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
     return model
 
 
-def describe(model, width: int = 76) -> str:
-    """Where the model comes from, its budget, hardware and wall time, wrapped at ``width``
-    characters (the code boxes of the book; continuation lines indented; ``width=0``: one line)."""
+def wrap(text: str, width: int = 76) -> str:
+    """``text`` wrapped at ``width`` characters, the width of the book's code boxes: continuation
+    lines indented by four spaces, words and hyphenated names never broken (``width=0``: as is)."""
     import textwrap
 
+    if not width:
+        return text
+    return textwrap.fill(text, width=width, subsequent_indent="    ", break_on_hyphens=False, break_long_words=False)
+
+
+def describe(model, width: int = 76) -> str:
+    """Where the model comes from, its budget, hardware and wall time, wrapped by :func:`wrap` at
+    ``width`` characters (``width=0``: one line)."""
     p = getattr(model, "provenance", {}) or {}
     wall = p.get("wall_time_s")
     wall_s = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else "n/a"
-    line = f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}"
-    if not width:
-        return line
-    return textwrap.fill(line, width=width, subsequent_indent="    ", break_on_hyphens=False, break_long_words=False)
+    return wrap(f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}",
+                width)
 
 
 def training_log(model, phase: str = "nae") -> dict:
