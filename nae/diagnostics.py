@@ -141,8 +141,19 @@ def equilibrium(run_dir, last: float = 0.1, target: float = 0.9, flat_tol: float
     return out
 
 
-def _ratio_text(eq: dict, missing: str = "n/a") -> str:
-    return missing if eq["ratio"] is None else f"{eq['ratio']:.2f}"
+def ratio_text(eq: dict, missing: str = "n/a") -> str:
+    """:func:`equilibrium`'s energy ratio with two decimals, or three where two would round a ratio
+    below the target up to it (0.897 is "0.897", not "0.90", when the criterion is 0.9)."""
+    r = eq["ratio"]
+    if r is None:
+        return missing
+    text = f"{r:.2f}"
+    if not eq.get("near_equilibrium", False) and float(text) >= eq.get("target", 0.9):
+        text = f"{r:.3f}"
+    return text
+
+
+_ratio_text = ratio_text
 
 
 def equilibrium_line(eq: dict) -> str:
@@ -176,9 +187,9 @@ def equilibrium_summary(eq: dict) -> str:
     if eq["ratio"] is None:
         verdict = "n/a (too few logged steps)"
     elif eq["near_equilibrium"]:
-        verdict = f"{eq['ratio']:.2f}, near equilibrium (>= {target})"
+        verdict = f"{ratio_text(eq)}, near equilibrium (>= {target})"
     else:
-        verdict = f"{eq['ratio']:.2f}, below the {target} of near equilibrium"
+        verdict = f"{ratio_text(eq)}, below the {target} of near equilibrium"
     flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
     return (f"{eq['iterations']} NAE iterations\nE(x-)/E(x+), last tenth: {verdict}\n"
             f"validation AUROC flat: {flat}")

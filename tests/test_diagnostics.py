@@ -87,6 +87,10 @@ def test_the_summaries_that_read_the_diagnostics_out(tmp_path):
         "54 NAE iterations", "E(x-)/E(x+), last tenth: 0.33, below the 0.9 of near equilibrium",
         "validation AUROC flat: too few validations to tell"]  # one validation: not "None"
     assert "0.33, near equilibrium (>= 0.3)" in equilibrium_summary(equilibrium(tmp_path, target=0.3))
+    # a ratio below the target that two decimals would round up to it gets a third decimal
+    eq = {"iterations": 618, "ratio": 0.8968, "target": 0.9, "near_equilibrium": False, "auroc_flat": True}
+    assert "0.897, below the 0.9 of near equilibrium" in equilibrium_summary(eq)   # not "0.90, below the 0.9"
+    assert "0.92, near" in equilibrium_summary({**eq, "ratio": 0.9212, "near_equilibrium": True})
     line = "54 NAE iterations; E(x-)/E(x+) over the last tenth 0.33; last validation AUROC: Noise 0.800"
     assert equilibrium_line(equilibrium(tmp_path)) == line  # one line per run
     from nae.diagnostics import equilibrium_markdown

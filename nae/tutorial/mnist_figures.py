@@ -369,7 +369,7 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from ..diagnostics import equilibrium, read_metrics, segment_starts, series
+    from ..diagnostics import equilibrium, ratio_text, read_metrics, segment_starts, series
 
     digits = sorted(run_dirs)
     nrows = max(1, -(-len(digits) // ncols))
@@ -386,11 +386,11 @@ def energy_curves_grid(run_dirs: Mapping[int, "Path"], ncols: int = 5, size: flo
                         label="E(x+)" if key == "e_pos" else "E(x-)")
         for x in segment_starts(rec):
             ax.axvline(x, color="0.5", lw=0.8, ls=":")
-        ratio = equilibrium(run_dirs[d])["ratio"]
+        eq = equilibrium(run_dirs[d])
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, -2))
         ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(4))
-        ax.set_title(f"digit {d}: ratio {ratio:.2f}" if ratio is not None else f"digit {d}", fontsize=9)
+        ax.set_title(f"digit {d}: ratio {ratio_text(eq)}" if eq["ratio"] is not None else f"digit {d}", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.yaxis.get_offset_text().set_fontsize(7)
     axes.flat[0].legend(fontsize=7, frameon=False)
