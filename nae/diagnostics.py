@@ -153,14 +153,11 @@ def ratio_text(eq: dict, missing: str = "n/a") -> str:
     return text
 
 
-_ratio_text = ratio_text
-
-
 def equilibrium_line(eq: dict) -> str:
     """:func:`equilibrium`'s result in one line, for a table of runs: the NAE iterations, the
     energy ratio over the last tenth and the last validation AUROC of each watched set."""
     aurocs = ", ".join(f"{k} {v:.3f}" for k, v in eq["auroc_last"].items())
-    return (f"{eq['iterations']} NAE iterations; E(x-)/E(x+) over the last tenth {_ratio_text(eq)}; "
+    return (f"{eq['iterations']} NAE iterations; E(x-)/E(x+) over the last tenth {ratio_text(eq)}; "
             f"last validation AUROC: {aurocs}")
 
 
@@ -175,7 +172,7 @@ def equilibrium_markdown(runs: dict) -> str:
             "|---|---:|---:|" + "---:|" * len(sets)]
     for label, eq in eqs.items():
         cells = [f"{eq['auroc_last'][k]:.3f}" if k in eq["auroc_last"] else "" for k in sets]
-        rows.append(f"| {label} | {eq['iterations']:,} | {_ratio_text(eq)} | " + " | ".join(cells) + " |")
+        rows.append(f"| {label} | {eq['iterations']:,} | {ratio_text(eq)} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
