@@ -61,6 +61,31 @@ def read_metrics(run_dir, history: bool = False) -> list[dict]:
     return out
 
 
+def run_hardware(run_dir, threads: Optional[int] = None) -> str:
+    """Where a run trained, in the manifest's words, read from the ``start`` events of its log:
+    ``"Intel Xeon with AMX, 1 thread, bf16"``.  The thread count comes from the log (runs since
+    2026-12-07 record it) or from ``threads`` when the caller knows it; it is left out otherwise.
+    A run resumed on several machines names each."""
+    starts = [e for e in read_metrics(run_dir) if e.get("event") == "start"]
+    if not starts:
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{Path(run_dir) / 'metrics.jsonl'} has no start event: is it a run of `nae train`?")
+
+    def where(e: dict) -> str:
+        # "precision bf16 on Intel Xeon (x86_64): ..., amx_bf16; torch kernels: ..." -> "Intel Xeon with AMX"
+        text = e.get("hardware", "") or e.get("device", "unknown")
+        name = text.split(" on ", 1)[-1].split(" (", 1)[0].split(":", 1)[0] if " on " in text else text
+        return name + (" with AMX" if "amx_bf16" in text else "")
+
+    parts = ["; ".join(dict.fromkeys(where(e) for e in starts))]
+    counts = sorted({e["threads"] for e in starts if "threads" in e} or ({threads} if threads else set()))
+    if counts:
+        parts.append("/".join(map(str, counts)) + (" thread" if counts == [1] else " threads"))
+    parts.append("/".join(dict.fromkeys(e.get("precision", "fp32") for e in starts)))
+    return ", ".join(parts)
+
+
 def _last_record_per_step(records) -> list[dict]:
     seen, out = {}, []
     for r in records:

@@ -719,7 +719,7 @@ class Trainer:
         if self.state["done"]:
             return "done"
         self._emit("start", {"precision": self.cfg.train.precision, "device": str(self.device),
-                             "hardware": self.precision_note})
+                             "hardware": self.precision_note, "threads": torch.get_num_threads()})
         if self._pending_init_ae:
             self._init_from_ae()
         t0 = time.time()

@@ -113,21 +113,17 @@ def join_ae_log(model: str) -> bool:
 
 def describe(model: str) -> dict:
     """The manifest texts of ``model``'s finished run: ``description``, ``hardware``, ``note``."""
-    from nae.diagnostics import ae_phase, read_metrics
+    from nae.diagnostics import ae_phase, read_metrics, run_hardware
 
     cfg, extra, run_name, name = MODELS[model]
     run = RUNS / run_name
     what = ("NAE on MNIST; outliers FashionMNIST, Omniglot, Constant, ConstantGray, Noise" if cfg == "mnist_ood" else
             f"NAE on MNIST without digit {name[-1]}; outlier: the held-out {name[-1]}s")
-    starts = [e for e in read_metrics(run) if e.get("event") == "start"]
-    precision = "/".join(sorted({e["precision"] for e in starts}))
-    # "precision bf16 on Intel Xeon (x86_64): ..., amx_bf16; torch kernels: ..." -> "Intel Xeon with AMX"
-    hardware = "; ".join(sorted({e["hardware"].split(" on ", 1)[-1].split(" (", 1)[0]
-                                 + (" with AMX" if "amx_bf16" in e["hardware"] else "") for e in starts}))
+    precision = "/".join(sorted({e["precision"] for e in read_metrics(run) if e.get("event") == "start"}))
     return {"description": f"{what} (a new run on one CPU core: AE to the original's early stopping, "
                            f"{ae_phase(run)['epochs']} epochs; NAE {NAE_ITERS:,} iterations at lr 1e-5 with 32 "
                            f"negatives per step, moving average of the weights; {precision})",
-            "hardware": f"{hardware}, 1 thread, {precision}",
+            "hardware": run_hardware(run, threads=1),  # the campaign runs one thread per job
             "note": f"issue 12 campaign (scripts/mnist_campaign.py): AE to early stopping, then {NAE_ITERS:,} NAE "
                     f"iterations; levers: 32 negatives, EMA 0.99 (the published model is the average)"
                     + ("; the AE phase ran in an earlier session, the NAE phase started from its kept weights "

@@ -120,7 +120,8 @@ def main(argv=None):
     p.add_argument("name", help="the published model the run continued (a recipe name, e.g. mnist_holdout_8)")
     p.add_argument("--note", default="", help="the manifest's note: what the continuation did")
     p.add_argument("--description", default="", help="the manifest's description of the new model (needed unless --dry-run)")
-    p.add_argument("--hardware", default="", help="where the continuation trained (default: this machine)")
+    p.add_argument("--hardware", default="", help="where the continuation trained (default: read from the run's log, e.g. "
+                        "'Intel Xeon with AMX, 1 thread, bf16')")
     p.add_argument("--against", type=Path, default=None,
                    help="compare with this run directory instead of the published model (implies --dry-run)")
     p.add_argument("--against-label", default=None, help="what --against is, for the printout and the record")
@@ -135,6 +136,7 @@ def main(argv=None):
                         "looking, and say so in --note")
     a = p.parse_args(argv)
 
+    from nae.diagnostics import run_hardware
     from nae.evaluate import evaluate_model
     from nae.pretrained import load_pretrained
     from nae.run import load_run
@@ -170,7 +172,7 @@ def main(argv=None):
         args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
                 "--nae-iterations", str(before + record["nae_iterations"])]
         args += ["--description", a.description] if a.description else []
-        args += ["--hardware", a.hardware] if a.hardware else []
+        args += ["--hardware", a.hardware or run_hardware(a.run_dir)]
         args += ["--weights", a.which]
         published = make_main(args)
         record["published"] = True  # only once the publishing went through

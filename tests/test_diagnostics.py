@@ -117,3 +117,19 @@ def test_the_ae_phase_in_a_few_words(tmp_path):
     assert ae_phase(tmp_path)["epochs"] == 3  # steps 10-100 of 40 per epoch: epochs 0, 1, 2
     assert ae_phase_short(tmp_path, patience=3) == "AE 3 epochs, early stopping"
     assert ae_phase_short(tmp_path, patience=5) == "AE 3 epochs, epoch cap"
+
+
+def test_run_hardware_reads_the_start_events(tmp_path):
+    from nae.diagnostics import run_hardware
+
+    amx = "precision bf16 on Intel Xeon (x86_64): avx2, avx512_f, avx512_bf16, amx_bf16; torch kernels: AVX512"
+    starts = [{"event": "start", "phase": "nae", "step": 0, "precision": "bf16", "hardware": amx},
+              {"event": "start", "phase": "nae", "step": 300, "precision": "bf16", "hardware": amx, "threads": 1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in starts))
+    assert run_hardware(tmp_path) == "Intel Xeon with AMX, 1 thread, bf16"
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(starts[0]) + "\n")  # an older log: no thread count
+    assert run_hardware(tmp_path) == "Intel Xeon with AMX, bf16"
+    assert run_hardware(tmp_path, threads=1) == "Intel Xeon with AMX, 1 thread, bf16"
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "step", "phase": "nae", "step": 1}) + "\n")
+    with pytest.raises(CheckpointError, match="no start event"):
+        run_hardware(tmp_path)
