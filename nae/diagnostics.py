@@ -178,6 +178,12 @@ def ratio_text(eq: dict, missing: str = "n/a") -> str:
     return text
 
 
+def flat_text(eq: dict, missing: str = "n/a") -> str:
+    """Whether :func:`equilibrium` found the validation AUROC flat: "yes", "no" or ``missing``
+    (too few validations to tell)."""
+    return {True: "yes", False: "no", None: missing}[eq["auroc_flat"]]
+
+
 def equilibrium_line(eq: dict) -> str:
     """:func:`equilibrium`'s result in one line, for a table of runs: the NAE iterations, the
     energy ratio over the last tenth and the last validation AUROC of each watched set."""
@@ -212,9 +218,8 @@ def equilibrium_summary(eq: dict) -> str:
         verdict = f"{ratio_text(eq)}, near equilibrium (>= {target})"
     else:
         verdict = f"{ratio_text(eq)}, below the {target} of near equilibrium"
-    flat = {True: "yes", False: "no", None: "too few validations to tell"}[eq["auroc_flat"]]
     return (f"{eq['iterations']} NAE iterations\nE(x-)/E(x+), last tenth: {verdict}\n"
-            f"validation AUROC flat: {flat}")
+            f"validation AUROC flat: {flat_text(eq, 'too few validations to tell')}")
 
 
 def ae_phase_summary(info: dict, epochs: Optional[int] = None) -> str:

@@ -133,3 +133,10 @@ def test_run_hardware_reads_the_start_events(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "step", "phase": "nae", "step": 1}) + "\n")
     with pytest.raises(CheckpointError, match="no start event"):
         run_hardware(tmp_path)
+
+
+def test_flat_text():
+    from nae.diagnostics import flat_text
+
+    assert [flat_text({"auroc_flat": v}) for v in (True, False, None)] == ["yes", "no", "n/a"]
+    assert flat_text({"auroc_flat": None}, "too few validations to tell") == "too few validations to tell"
