@@ -307,3 +307,23 @@ def test_continuations_markdown_reads_several_folders_and_keeps_the_names_asked(
     rows = continuations_markdown(tmp_path / "cont", tmp_path / "campaign", only="mnist_holdout").splitlines()
     assert [r.split(" | ")[0] for r in rows[2:]] == ["| d3", "| h6es"]
     assert len(continuations_markdown(tmp_path / "cont", tmp_path / "campaign").splitlines()) == 5
+
+
+def test_continuations_markdown_shows_the_set_asked_or_the_mean_that_decided(tmp_path):
+    import json
+
+    from nae.tutorial.mnist_figures import continuations_markdown
+
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "publish_decision_ema.json").write_text(json.dumps(
+        {"name": "cifar10_ood_gpu", "nae_iterations": 1000, "better": False, "published": False, "weights": "ema",
+         "validation_auroc": {"run": {"ConstantGray": 0.90, "Constant": 0.80},
+                              "against": {"ConstantGray": 0.93, "Constant": 0.94}},
+         "test_auroc": {"run": {"ConstantGray": 0.91, "Constant": 0.81, "Noise": 1.0, "SVHN": None},
+                        "against": {"ConstantGray": 0.92, "Constant": 0.93, "Noise": 1.0, "SVHN": None}}}))
+    rows = continuations_markdown(tmp_path).splitlines()
+    assert rows[2] == "| c1 | average | 1,000 | 0.930 → 0.900 | 0.920 → 0.910 | no: not better |"  # the first watched set
+    rows = continuations_markdown(tmp_path, key="mean").splitlines()
+    assert "validation AUROC (mean of the watched sets)" in rows[0]
+    assert rows[2] == "| c1 | average | 1,000 | 0.935 → 0.850 | 0.925 → 0.860 | no: not better |"
+    assert continuations_markdown(tmp_path, key="SVHN").splitlines()[2].split(" | ")[4] == "– → –"  # absent here

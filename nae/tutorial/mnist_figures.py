@@ -222,14 +222,17 @@ def validation_curves(run_dirs: Mapping[int, "Path"], key: str = "auroc_heldout"
     return out
 
 
-def continuations_markdown(*folders, only: Optional[str] = None) -> str:
+def continuations_markdown(*folders, only: Optional[str] = None, key: Optional[str] = None) -> str:
     """The continuations tried and what became of them: one row per ``publish_decision.json``
     (written by ``scripts/publish_if_better.py``) in the sub-folders of each of ``folders``, named by its
-    folder, with the weights compared (``final`` or their moving ``average``) and the held-out
-    digit's validation AUROC (which decided) and test AUROC (for information), each as
-    before → after: the model it continued, then the continued model.  ``only``: keep the
-    records of the published names that start with it (e.g. ``"mnist_holdout"``).  The published
-    model's name is not a column (the table must fit the page): name the folders after it."""
+    folder, with the weights compared (``final`` or their moving ``average``) and the validation
+    AUROC (which decided) and test AUROC (for information), each as before → after: the model it
+    continued, then the continued model.  ``only``: keep the records of the published names that
+    start with it (e.g. ``"mnist_holdout"``).  ``key``: the outlier set the AUROC columns show
+    (default: the held-out digit where there is one, else the first watched set); ``"mean"``:
+    the mean over the watched sets, the number the decision compared (for models watched on
+    several sets, such as CIFAR-10's ConstantGray and Constant).  The published model's name is
+    not a column (the table must fit the page): name the folders after it."""
     import json
 
     recs = [(json.loads(f.read_text()), f.parent.name) for folder in folders
@@ -237,18 +240,26 @@ def continuations_markdown(*folders, only: Optional[str] = None) -> str:
     recs = [r for r in recs if only is None or r[0]["name"].startswith(only)]
     if not recs:
         return f"no continuation records in {', '.join(map(str, folders))}"
-    head = ("| continuation | weights | NAE iterations | validation AUROC | test AUROC | kept |\n"
+
+    def pick(aurocs: dict, watched) -> Optional[float]:
+        if key != "mean":
+            return aurocs.get(key or ("heldout" if "heldout" in watched else next(iter(watched))))
+        vals = [aurocs.get(k) for k in watched]
+        return None if any(v is None for v in vals) else sum(vals) / len(vals)
+
+    what = "" if key is None else (" (mean of the watched sets)" if key == "mean" else f" ({key})")
+    head = (f"| continuation | weights | NAE iterations | validation AUROC{what} | test AUROC{what} | kept |\n"
             "|---|---|---:|---:|---:|---|")
     lines = [head]
     for rec, name in sorted(recs, key=lambda r: (r[0]["name"], r[1], r[0].get("weights", "final"))):
         v, t = rec["validation_auroc"], rec["test_auroc"]
-        key = "heldout" if "heldout" in v["run"] else next(iter(v["run"]))
+        watched = list(v["run"])
         verdict = ("yes" if rec["published"] else "compared only" if rec["better"]  # better, but a dry run
                    else "no: not better")
         weights = "average" if rec.get("weights", "final") == "ema" else "final"
         lines.append(f"| {name} | {weights} | {rec['nae_iterations']:,} | "
-                     f"{_fmt(v['against'][key])} → {_fmt(v['run'][key])} | "
-                     f"{_fmt(t['against'].get(key))} → {_fmt(t['run'].get(key))} | "
+                     f"{_fmt(pick(v['against'], watched))} → {_fmt(pick(v['run'], watched))} | "
+                     f"{_fmt(pick(t['against'], watched))} → {_fmt(pick(t['run'], watched))} | "
                      f"{verdict} |")
     return "\n".join(lines)
 
