@@ -327,3 +327,15 @@ def test_continuations_markdown_shows_the_set_asked_or_the_mean_that_decided(tmp
     assert "validation AUROC (mean of the watched sets)" in rows[0]
     assert rows[2] == "| c1 | average | 1,000 | 0.935 → 0.850 | 0.925 → 0.860 | no: not better |"
     assert continuations_markdown(tmp_path, key="SVHN").splitlines()[2].split(" | ")[4] == "– → –"  # absent here
+
+
+def test_decision_markdown_lists_the_watched_sets_then_every_test_set():
+    from nae.tutorial.mnist_figures import decision_markdown
+
+    rec = {"validation_auroc": {"run": {"ConstantGray": 0.96, "Constant": 0.92}, "against": {"ConstantGray": 0.93, "Constant": 0.94}},
+           "test_auroc": {"run": {"ConstantGray": 0.97, "SVHN": None, "CelebA": 0.49},
+                          "against": {"ConstantGray": 0.93, "SVHN": None, "CelebA": 0.78}}}
+    rows = decision_markdown(rec, labels=("H200", "continued")).splitlines()
+    assert rows[0] == "| split: outlier set | H200 | continued |"
+    assert rows[2] == "| validation: ConstantGray | 0.930 | 0.960 |"
+    assert rows[5] == "| test: SVHN | absent | absent |" and rows[6] == "| test: CelebA | 0.780 | 0.490 |"

@@ -264,6 +264,25 @@ def continuations_markdown(*folders, only: Optional[str] = None, key: Optional[s
     return "\n".join(lines)
 
 
+def decision_markdown(record, labels: Sequence[str] = ("before", "after")) -> str:
+    """One comparison of ``scripts/publish_if_better.py`` (its ``publish_decision*.json``, a path
+    or the loaded dict) set by set: the validation AUROC of each watched set (which decided),
+    then the test AUROC of every outlier set (for information; "absent" where a set is not on the
+    machine), for the model continued (``labels[0]``) and the continuation (``labels[1]``)."""
+    import json
+
+    rec = json.loads(Path(record).read_text()) if isinstance(record, (str, Path)) else record
+    v, t = rec["validation_auroc"], rec["test_auroc"]
+    lines = [f"| split: outlier set | {labels[0]} | {labels[1]} |", "|---|---:|---:|"]
+    for k in v["run"]:
+        lines.append(f"| validation: {k} | {_fmt(v['against'].get(k))} | {_fmt(v['run'].get(k))} |")
+    for k in t["run"]:
+        a, b = t["against"].get(k), t["run"].get(k)
+        cell = lambda x: "absent" if a is None and b is None else _fmt(x)
+        lines.append(f"| test: {k} | {cell(a)} | {cell(b)} |")
+    return "\n".join(lines)
+
+
 def validation_curves_figure(curves: Mapping[int, Sequence], ae_auroc: Optional[Mapping[int, float]] = None,
                              figsize=(7.5, 3.2), title: Optional[str] = None):
     """One line per digit: validation AUROC against NAE iteration, starting (iteration 0)
