@@ -55,3 +55,18 @@ def test_curve_error_and_training_log(tmp_path):
     model.provenance = {"source": str(tmp_path)}
     log = training_log(model)
     assert log["step"].tolist() == [10.0] and log["e_neg"].tolist() == [2.0] and log["T"].tolist() == [0.5]
+
+
+def test_the_ae_of_a_continued_model_does_not_claim_the_continuations_hardware():
+    import json
+
+    from nae.pretrained import read_manifest
+    from nae.tutorial.notebook import obtain
+
+    continued = [k for k, e in read_manifest().items() if f"train.init_ae={k}" in (e.get("overrides") or [])]
+    assert continued, "no published model continued its own AE: pick another case"
+    name = continued[0]
+    ae, model = obtain(name, "full", which="ae"), obtain(name, "full")
+    assert ae.provenance["hardware"].startswith("the AE of the model this one continued")
+    assert ae.provenance["wall_time_s"] is None
+    assert model.provenance["hardware"] == read_manifest()[name]["hardware"]

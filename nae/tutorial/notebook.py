@@ -99,6 +99,12 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
         model.provenance = {"source": f"pretrained/{name}", "budget": m.get("budget"),
                             "hardware": m.get("hardware"), "wall_time_s": m.get("wall_time_s"),
                             "nae_iterations": m.get("nae_iterations")}  # in all, for a continued model
+        if which == "ae" and f"train.init_ae={name}" in (m.get("overrides") or []):
+            # a continuation of the published model took its AE as it was: the hardware and wall
+            # time of the manifest are the continuation's, not the AE's
+            model.provenance.update(hardware="the AE of the model this one continued (train.init_ae), "
+                                             "not trained again: the manifest's note says how it was trained",
+                                    wall_time_s=None)
         return model
     run_dir = RUNS / b / name
     done = (run_dir / "model.pt").exists()
