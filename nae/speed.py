@@ -32,7 +32,9 @@ x86 CPU with AVX512-BF16 but no AMX               probe     Intel Xeon: bf16 1.1
                                                             (CIFAR-10) *slower* than fp32; AMD EPYC
                                                             Zen 5: bf16 1.8x (MNIST) and 1.8x
                                                             (CIFAR-10) *faster* (energy + input-
-                                                            gradient pass, batch 32, 1 thread)
+                                                            gradient pass, batch 32, 1 thread);
+                                                            AMD EPYC Zen 4: MNIST NAE step 2.0x
+                                                            faster
 AVX2-only CPU (e.g. AMD EPYC of our first runs)   fp32      bf16 about 7x slower (emulated)
 ===============================================  ========  ===========================================
 

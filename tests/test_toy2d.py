@@ -176,3 +176,17 @@ def test_plot_helpers():
     fig2, ax2 = plt.subplots()
     P.show_field(ax2, p, "log", log=True)
     plt.close("all")
+
+
+def test_describe_leaves_out_the_last_jobs_wall_time_of_a_model_trained_in_phases():
+    from types import SimpleNamespace
+
+    import nae.tutorial.notebook as nb
+
+    phased = SimpleNamespace(provenance={"source": "pretrained/x", "budget": "full", "wall_time_s": 5653.6,
+                                         "hardware": "AE phase: CPU A (1,200 steps, 10.9 h); NAE phase: CPU B "
+                                                     "(80 iterations, 1.6 h)"})
+    text = nb.describe(phased, width=0)
+    assert "10.9 h" in text and "1.6 h" in text and "wall time" not in text   # not 94.2 min under the AE
+    one_job = SimpleNamespace(provenance={**phased.provenance, "hardware": "CPU A, 1 thread"})
+    assert nb.describe(one_job, width=0).endswith("CPU A, 1 thread, wall time 94.2 min")

@@ -135,10 +135,13 @@ def describe(model, width: int = 76) -> str:
     """Where the model comes from, its budget, hardware and wall time, wrapped by :func:`wrap` at
     ``width`` characters (``width=0``: one line)."""
     p = getattr(model, "provenance", {}) or {}
+    hw = p.get("hardware", "?")
     wall = p.get("wall_time_s")
     wall_s = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else "n/a"
-    return wrap(f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {p.get('hardware', '?')}, wall time {wall_s}",
-                width)
+    # a model trained over several jobs states each phase's time in its hardware text; the
+    # manifest's wall time is then only its last job's (e.g. the NAE stage), not the model's
+    tail = "" if "AE phase:" in str(hw) and "NAE phase:" in str(hw) else f", wall time {wall_s}"
+    return wrap(f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {hw}{tail}", width)
 
 
 def training_log(model, phase: str = "nae") -> dict:
