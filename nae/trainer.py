@@ -379,7 +379,12 @@ class Trainer:
             raise CheckpointError(f"the checkpoint does not fit the model of config.yml: {str(e).splitlines()[0]}") from None
         self.state = dict(obj["state"])
         self.optimizer = self._make_optimizer(self.state["phase"])
-        self.optimizer.load_state_dict(obj["optimizer"])
+        if obj.get("optimizer") is None:  # a portable copy of the run (nae.portable): a fresh optimiser
+            self._pending.append(("optimizer_reset", {"kept_copy": obj.get("kept_copy"),
+                                                      "note": "continued from a portable copy (float16 weights, "
+                                                              "no optimiser state): a fresh optimiser"}))
+        else:
+            self.optimizer.load_state_dict(obj["optimizer"])
         if obj.get("sampler") and getattr(self.model, "sampler", None):
             self.model.sampler.load_state_dict(obj["sampler"], self.device)
         self.best_ae = obj.get("best_ae")

@@ -22,7 +22,12 @@ A model whose run directory holds a checkpoint is resumed; one that holds ``mode
 log): on a machine without the run directory the NAE phase then starts from it
 (``train.init_ae``) instead of training the AE again.  ``--milestones`` saves them now (and
 does nothing else).  At the deadline the running job stops at a checkpoint (``--max-minutes``)
-and the next session resumes it with the same command.
+and the next session resumes it with the same command.  The lane then also keeps a *portable
+copy* of the paused run in ``benchmarks/results/mnist_campaign/RUN/kept/`` (``nae.portable``:
+float16 weights and moving average, replay buffer, step and log, no optimiser state; ``--keep``
+does it for every paused run now): on a machine without the run directory, the same command
+makes it from that copy and continues with a fresh optimiser (its log and manifest note say so)
+instead of starting the NAE phase again.
 
 A finished run is then compared with the published model on the validation split,
 ``--compare MODEL ...`` (``scripts/publish_if_better.py RUN NAME --which ema``, mnist_ood with
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -62,6 +68,8 @@ MODELS["holdout6"] = ("mnist_holdout", ["data.holdout=[6]", "seed=12"], "h6es", 
 
 
 MILESTONES = REPO / "benchmarks" / "results" / "mnist_campaign"
+#: the folder of a run's portable copy in ``MILESTONES/RUN/`` (``--keep``; a new machine continues it)
+KEPT = "kept"
 
 
 def ae_ended(run: Path) -> bool:
@@ -128,7 +136,10 @@ def describe(model: str) -> dict:
                     f"iterations; levers: 32 negatives, EMA 0.99 (the published model is the average)"
                     + ("; the AE phase ran in an earlier session, the NAE phase started from its kept weights "
                        "(train.init_ae: the milestone, now this model's ae.pt), so wall_time_s is the NAE phase's"
-                       if _from_kept_ae(run) else "")}
+                       if _from_kept_ae(run) else "")
+                    + "".join(f"; continued on another machine from its kept copy at {r['phase'].upper()} step "
+                              f"{r['step']:,} (scripts/keep_run.py: float16 weights, a fresh optimiser)"
+                              for r in read_metrics(run) if r.get("event") == "optimizer_reset")}
 
 
 def _from_kept_ae(run: Path) -> bool:
@@ -163,6 +174,7 @@ def keep_record(model: str) -> Path:
     run, dest = RUNS / MODELS[model][2], MILESTONES / MODELS[model][2]
     record = json.loads((run / DECISION).read_text())
     dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / KEPT, ignore_errors=True)  # the finished run is the record now
     if record["published"]:
         for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
             (dest / f).unlink(missing_ok=True)
@@ -183,6 +195,9 @@ def state(run: Path) -> str:
         return "finished"
     if (run / "checkpoint.pt").is_file():
         return "has a checkpoint (running, or resumed next)" + ("; AE phase ended" if ae_ended(run) else "")
+    if (MILESTONES / run.name / KEPT / "checkpoint.pt").is_file():
+        step = json.loads((MILESTONES / run.name / KEPT / "kept.json").read_text()).get("step")
+        return f"not here; a copy paused at step {step} is kept (it continues from there)"
     if (MILESTONES / run.name / "ae.pt").is_file():
         return "not started here; its AE is kept (the NAE phase starts from it)"
     return "not started"
@@ -201,10 +216,38 @@ def deadline(hhmm: str, now: datetime | None = None) -> datetime:
     return t
 
 
+def keep_paused(model: str) -> Path | None:
+    """Keeps the portable copy of ``model``'s paused run (``nae.portable``: float16 weights and
+    moving average, buffer, step, log; no optimiser state) in ``MILESTONES/RUN/kept/``, so that
+    a new machine continues it (:func:`command` restores it) instead of starting it again.
+    The folder, or None when the run holds no checkpoint (not started, or finished)."""
+    from nae import portable
+
+    run = RUNS / MODELS[model][2]
+    if not (run / "checkpoint.pt").is_file() or (run / "model.pt").is_file():
+        return None
+    return portable.keep(run, MILESTONES / run.name / KEPT)
+
+
+def restore_kept(model: str) -> bool:
+    """Makes ``model``'s run directory from its kept copy, on a machine without one (the AE it
+    started from is the kept milestone ``ae.pt``); True when it did."""
+    from nae import portable
+
+    run, kept = RUNS / MODELS[model][2], MILESTONES / MODELS[model][2] / KEPT
+    if (run / "checkpoint.pt").is_file() or not (kept / "checkpoint.pt").is_file():
+        return False
+    ae = MILESTONES / run.name / "ae.pt"
+    portable.restore(kept, run, ae=str(ae) if ae.is_file() else None)
+    return True
+
+
 def command(model: str, minutes: float) -> list:
-    """The ``nae train`` command of ``model``: a new run, or the resume of a stopped one."""
+    """The ``nae train`` command of ``model``: a new run, or the resume of a stopped one (made
+    first from its kept copy, :func:`restore_kept`, on a machine without it)."""
     cfg, extra, run_name, _ = MODELS[model]
     run = RUNS / run_name
+    restore_kept(model)
     cmd = [sys.executable, "-m", "nae", "train", "--quiet", "--max-minutes", f"{minutes:.1f}"]
     if (run / "checkpoint.pt").is_file():
         return cmd + ["--resume", "--out", str(run), f"train.nae.max_iters={NAE_ITERS}"]
@@ -219,6 +262,9 @@ def main(argv=None) -> int:
     p.add_argument("--until", help="HH:MM (UTC): stop the running job at a checkpoint then")
     p.add_argument("--list", action="store_true")
     p.add_argument("--milestones", action="store_true", help="keep the AE of every run whose AE phase has ended")
+    p.add_argument("--keep", action="store_true",
+                   help="keep a portable copy of every paused run (MILESTONES/RUN/kept/; a lane stopped at its "
+                        "deadline does it itself)")
     p.add_argument("--compare", action="store_true",
                    help="compare the given finished runs with the published models (publishing the better) "
                         "and keep the records")
@@ -228,6 +274,12 @@ def main(argv=None) -> int:
             dest = save_milestone(k)
             if dest:
                 print(f"{k}: AE kept in {dest.relative_to(REPO)}")
+        return 0
+    if a.keep:
+        for k in MODELS:
+            dest = keep_paused(k)
+            if dest:
+                print(f"{k}: paused run kept in {dest}")
         return 0
     if a.list:
         print(f"rule: AE to the original's early stopping, then NAE with {' '.join(COMMON)}")
@@ -263,10 +315,13 @@ def main(argv=None) -> int:
         rc = subprocess.call(cmd, cwd=REPO, env=env)
         save_milestone(m)
         if rc != 0:
+            keep_paused(m)
             print(f"{m}: training exited with {rc}; the lane stops", flush=True)
             return rc
         if state(run) != "finished":
-            break  # stopped at the deadline
+            dest = keep_paused(m)  # stopped at the deadline: a new machine continues from this copy
+            print(f"{m}: stopped at the deadline; paused run kept in {dest}", flush=True)
+            break
     return 0
 
 

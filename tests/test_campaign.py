@@ -157,3 +157,43 @@ def test_a_run_started_from_a_kept_ae_gets_its_ae_log_before_it_is_published(tmp
     assert [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] == ae + nae
     assert mc.join_ae_log("holdout3") is False   # once only
     assert not list(run.glob("*.tmp"))
+
+
+def test_a_paused_run_is_kept_and_a_new_machine_continues_it(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from nae import checkpoint as ckpt
+    from nae.pretrained import sha256
+
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    run, milestone = tmp_path / "runs" / "h3es", tmp_path / "kept" / "h3es"
+    run.mkdir(parents=True)
+    milestone.mkdir(parents=True)
+    ae = milestone / "ae.pt"  # the NAE phase started from the kept AE (train.init_ae)
+    ckpt.atomic_save({"format": ckpt.FORMAT, "kind": "ae", "model": {"encoder.w": torch.ones(2)}}, ae)
+    (run / "config.yml").write_text("name: mnist_holdout\n")
+    log = [{"event": "init_ae", "phase": "nae", "step": 0, "path": str(ae), "sha256": sha256(ae)},
+           {"event": "checkpoint", "phase": "nae", "step": 7}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    ckpt.atomic_save({"format": ckpt.FORMAT, "config": {}, "model": {"encoder.w": torch.full((2,), 0.1)},
+                      "ema": {"encoder.w": torch.full((2,), 0.2)}, "optimizer": {"state": {}},
+                      "state": {"phase": "nae", "step": 7}, "sampler": None}, run / "checkpoint.pt")
+    assert mc.main(["--keep"]) == 0
+    assert (milestone / mc.KEPT / "checkpoint.pt").is_file()
+    for f in run.iterdir():  # the machine is lost
+        f.unlink()
+    run.rmdir()
+    assert "paused at step 7 is kept" in mc.state(run)
+    cmd = mc.command("holdout3", 30)
+    assert "--resume" in cmd and cmd[cmd.index("--out") + 1] == str(run)
+    back = ckpt.load_checkpoint(run / "checkpoint.pt")
+    assert back["optimizer"] is None and back["state"]["step"] == 7
+    assert torch.equal(back["ema"]["encoder.w"], torch.full((2,), 0.2).half().float())
+    assert (run / "ae.pt").is_file() and (run / "metrics.jsonl").read_text().count("\n") == 2
+    assert mc.command("holdout3", 30) == cmd  # restored once: the run directory is used from then on
+    (run / mc.DECISION).write_text(json.dumps({"name": "mnist_holdout_3", "published": True}))
+    mc.keep_record("holdout3")
+    assert not (milestone / mc.KEPT).exists()  # compared: the copy goes
