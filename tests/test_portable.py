@@ -87,3 +87,20 @@ def test_keeping_a_folder_that_is_no_paused_run_says_so(tmp_path):
         portable.keep(tmp_path, tmp_path / "kept")
     with pytest.raises(CheckpointError, match="not a kept run"):
         portable.restore(tmp_path, tmp_path / "run")
+
+
+def test_the_script_keeps_and_restores_and_says_what_is_wrong(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import keep_run
+
+    run = tmp_path / "run"
+    paused_in_nae(run)
+    assert keep_run.main(["keep", str(run), str(tmp_path / "kept")]) == 0
+    assert "kept" in capsys.readouterr().out
+    assert keep_run.main(["restore", str(tmp_path / "kept"), str(tmp_path / "there")]) == 0
+    assert "--resume --out" in capsys.readouterr().out
+    assert keep_run.main(["restore", str(tmp_path / "kept"), str(tmp_path / "there")]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
