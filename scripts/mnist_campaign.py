@@ -154,8 +154,8 @@ def compare(model: str) -> Path:
     """Compares ``model``'s finished run with the published model on the validation split
     (``scripts/publish_if_better.py RUN NAME --which ema``; mnist_ood with ``--ties``, its
     watched sets saturate at 1), which publishes it when better, then keeps the record in
-    ``MILESTONES/RUN/``: the decision, and, when the run was not published, its log beside
-    the kept AE; when it was, the published model holds the AE, config and log, and the kept
+    ``MILESTONES/RUN/``: the decision, and, when the run was not published, its log and its
+    candidate's weights (``ema.pt``, float16) beside the kept AE; when it was, the published model holds the AE, config and log, and the kept
     AE goes.  Returns the record's path."""
     from publish_if_better import main as publish
 
@@ -179,8 +179,12 @@ def keep_record(model: str) -> Path:
         for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
             (dest / f).unlink(missing_ok=True)
     else:
+        from nae.pretrained import _half_copy
+
         save_milestone(model)
         (dest / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text())
+        if (run / "ema.pt").is_file():  # the candidate's weights (float16): a later decision can still use them
+            _half_copy(run / "ema.pt", dest / "ema.pt")
     (dest / DECISION).write_text(json.dumps(record, indent=1) + "\n")
     return dest / DECISION
 

@@ -87,11 +87,18 @@ def test_a_compared_run_is_done_on_every_machine_and_keeps_what_the_published_mo
     for f in ("ae.pt", "config.yml", "metrics_ae.jsonl"):
         (kept / f).write_text("x")
     (run / "model.pt").write_text("x")
+    import torch
+
+    from nae import checkpoint as ckpt
+
+    ckpt.atomic_save({"format": ckpt.FORMAT, "kind": "nae", "model": {"w": torch.ones(2)}}, run / "ema.pt")
     (run / "metrics.jsonl").write_text('{"event": "step", "phase": "nae", "step": 1}\n')
     assert mc.state(run) == "finished"
-    _decision(run, published=False)  # not better: the run's log and AE stay in the repository
+    _decision(run, published=False)  # not better: the run's log, AE and candidate stay in the repository
     mc.keep_record("holdout3")
-    assert {f.name for f in kept.iterdir()} == {"ae.pt", "config.yml", "metrics_ae.jsonl", "metrics.jsonl", mc.DECISION}
+    assert {f.name for f in kept.iterdir()} == {"ae.pt", "config.yml", "metrics_ae.jsonl", "metrics.jsonl", "ema.pt",
+                                                 mc.DECISION}
+    assert ckpt.load_checkpoint(kept / "ema.pt")["model"]["w"].dtype == torch.float16
     assert mc.state(run).startswith("compared: not better")
     for f in kept.iterdir():
         f.unlink()
