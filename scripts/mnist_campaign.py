@@ -273,18 +273,13 @@ def main(argv=None) -> int:
                    help="compare the given finished runs with the published models (publishing the better) "
                         "and keep the records")
     a = p.parse_args(argv)
-    if a.milestones:
-        for k in MODELS:
-            dest = save_milestone(k)
-            if dest:
-                print(f"{k}: AE kept in {dest.relative_to(REPO)}")
-        return 0
-    if a.keep:
-        for k in MODELS:
-            dest = keep_paused(k)
-            if dest:
-                print(f"{k}: paused run kept in {dest}")
-        return 0
+    for flag, keep, what in ((a.milestones, save_milestone, "AE"), (a.keep, keep_paused, "paused run")):
+        if flag:  # --milestones, --keep: for every model, then nothing else
+            for k in MODELS:
+                dest = keep(k)
+                if dest:
+                    print(f"{k}: {what} kept in {dest}")
+            return 0
     if a.list:
         print(f"rule: AE to the original's early stopping, then NAE with {' '.join(COMMON)}")
         for k, (cfg, extra, run, name) in MODELS.items():
