@@ -10,6 +10,8 @@ into a run directory that ``python -m nae train --resume --out RUN`` continues:
   (early stopping) in float16 and **without the
   optimiser's state** (Adam's moments would triple the size): the continuation starts a fresh
   optimiser, and its log says so (an ``optimizer_reset`` event);
+  (the moving average in ``ema.pt`` beside it, so that no file is larger than the model's
+  float16 weights);
 * ``config.yml`` and ``metrics.jsonl``, unchanged;
 * the AE baseline ``ae.pt`` in float16, unless the run took it from a file (``train.init_ae``)
   that ``restore`` can be given again: then ``kept.json`` records that file's SHA-256 and
@@ -35,6 +37,7 @@ from .errors import CheckpointError
 
 KEPT_FORMAT = "nae-kept-run-v1"
 KEPT_INFO = "kept.json"
+EMA_FILE = "ema.pt"  #: the moving average, beside checkpoint.pt (each file about the model's float16 size)
 
 
 def _half(d: Optional[dict]) -> Optional[dict]:
@@ -80,6 +83,11 @@ def keep(run_dir, dst) -> Path:
     obj["optimizer"] = None
     obj["stored_dtype"] = "float16"
     dst.mkdir(parents=True, exist_ok=True)
+    ema = obj.pop("ema")  # a file of its own: each stays under the repository's file-size limit
+    if ema is not None:
+        ckpt.atomic_save({"format": ckpt.FORMAT, "model": ema, "stored_dtype": "float16"}, dst / EMA_FILE)
+    else:
+        (dst / EMA_FILE).unlink(missing_ok=True)
     ckpt.atomic_save(obj, dst / "checkpoint.pt")
     for name in ("config.yml", "metrics.jsonl"):
         shutil.copyfile(run / name, dst / name)
@@ -124,7 +132,7 @@ def restore(kept_dir, run_dir, ae: Optional[str] = None) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     obj = ckpt.load_checkpoint(kept / "checkpoint.pt")
     obj["model"] = _float(obj["model"])
-    obj["ema"] = _float(obj.get("ema"))
+    obj["ema"] = _float(ckpt.load_checkpoint(kept / EMA_FILE)["model"]) if (kept / EMA_FILE).is_file() else None
     obj["best_ae"] = _float(obj.get("best_ae"))
     obj.pop("stored_dtype", None)
     obj["kept_copy"] = str(kept)

@@ -38,7 +38,8 @@ def test_a_kept_run_continues_elsewhere_with_a_fresh_optimiser(tmp_path):
     obj = load_checkpoint(kept / "checkpoint.pt")
     assert obj["optimizer"] is None and obj["stored_dtype"] == "float16"
     assert all(v.dtype == torch.float16 for v in obj["model"].values() if v.is_floating_point())
-    assert obj["ema"] and all(v.dtype == torch.float16 for v in obj["ema"].values())
+    ema = load_checkpoint(kept / "ema.pt")["model"]  # in a file of its own
+    assert "ema" not in obj and ema and all(v.dtype == torch.float16 for v in ema.values())
     assert obj["best_ae"] is None or all(v.dtype == torch.float16 for v in obj["best_ae"].values() if v.is_floating_point())
     assert (kept / "ae.pt").is_file() and json.loads((kept / "kept.json").read_text())["step"] == step
     orig = load_checkpoint(run / "checkpoint.pt")
@@ -49,6 +50,7 @@ def test_a_kept_run_continues_elsewhere_with_a_fresh_optimiser(tmp_path):
         if v.is_floating_point():
             assert back["model"][k].dtype == torch.float32 and torch.equal(back["model"][k], v.half().float())
     assert back["state"] == orig["state"] and back["sampler"] is not None
+    assert all(torch.equal(back["ema"][k], v.half().float()) for k, v in orig["ema"].items())
     t = Trainer.resume(there, progress=False)
     assert t.state["step"] == step
     assert t.fit() == "done"
