@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import checkpoint as ckpt
+from .diagnostics import read_metrics
 from .errors import CheckpointError
 
 KEPT_FORMAT = "nae-kept-run-v1"
@@ -50,21 +51,6 @@ def _float(d: Optional[dict]) -> Optional[dict]:
     if d is None:
         return None
     return {k: (v.float() if v.is_floating_point() else v) for k, v in d.items()}
-
-
-def _events(run: Path, name: str) -> list:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("event") == name:
-            out.append(rec)
-    return out
 
 
 def keep(run_dir, dst) -> Path:
@@ -91,7 +77,7 @@ def keep(run_dir, dst) -> Path:
     ckpt.atomic_save(obj, dst / "checkpoint.pt")
     for name in ("config.yml", "metrics.jsonl"):
         shutil.copyfile(run / name, dst / name)
-    init = _events(run, "init_ae")
+    init = [e for e in read_metrics(run) if e.get("event") == "init_ae"]
     info = {"format": KEPT_FORMAT, "from": str(run), "phase": state.get("phase"), "step": state.get("step"),
             "weights": "float16, no optimiser state (a continuation starts a fresh one)"}
     if init:
