@@ -310,6 +310,17 @@ def ae_phase(run_dir, patience: Optional[int] = None) -> dict:
     return _ae_phase(read_metrics(run_dir), patience)
 
 
+def ae_phase_of_log(path, patience: Optional[int] = None) -> dict:
+    """:func:`ae_phase` from a log file of any name (a kept AE's ``metrics_ae.jsonl``, for one)."""
+    path = Path(path)
+    if not path.is_file():
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{path} does not exist: give a log written by `nae train` (metrics.jsonl)")
+    rec = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return _ae_phase(_last_record_per_step(rec), patience)
+
+
 def _ae_phase(rec, patience: Optional[int] = None) -> dict:
     steps = [r for r in rec if r.get("phase") == "ae" and r.get("step") is not None]
     val = [(r["step"], float(r["val_energy"])) for r in rec

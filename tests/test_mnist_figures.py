@@ -339,3 +339,56 @@ def test_decision_markdown_lists_the_watched_sets_then_every_test_set():
     assert rows[0] == "| split: outlier set | H200 | continued |"
     assert rows[2] == "| validation: ConstantGray | 0.930 | 0.960 |"
     assert rows[5] == "| test: SVHN | absent | absent |" and rows[6] == "| test: CelebA | 0.780 | 0.490 |"
+
+
+def test_holdout_markdown_says_over_how_many_digits_a_column_is_averaged():
+    rows = {1: {"AE": 0.1, "AE, early stopping": 0.2, "NAE": 0.8}, 7: {"AE": 0.3, "NAE": 0.9}}
+    md = mf.holdout_markdown(rows, labels=("AE", "AE, early stopping", "NAE"))
+    lines = md.splitlines()
+    assert lines[2 + 7] == "| 7 | 0.300 | – | **0.900** |  |"
+    assert lines[-1] == "| mean of 2 | 0.2000 | 0.2000 (1 digits) | 0.8500 | |"
+
+
+def _log(run_dir, name, vals, ended=True):
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rec = [{"event": "validation", "phase": "ae", "step": 10 * (i + 1), "epoch": i, "val_energy": v}
+           for i, v in enumerate(vals)]
+    rec += [{"event": "step", "phase": "ae", "step": 10 * (i + 1), "epoch": i, "loss": v} for i, v in enumerate(vals)]
+    if ended:
+        rec.append({"event": "phase_end", "phase": "ae", "step": 10 * len(vals)})
+    (run_dir / name).write_text("\n".join(json.dumps(r) for r in rec) + "\n")
+
+
+def test_early_stopping_ae_takes_the_published_ae_then_the_kept_one_and_invents_none(tmp_path):
+    from types import SimpleNamespace
+
+    from nae import checkpoint as ckpt
+    from nae.config import save_config
+
+    early = [0.05, 0.04, 0.041, 0.042, 0.043, 0.044]   # best at the 2nd, then 4 validations without a lower one
+    capped = [0.05, 0.04, 0.035]
+    pub = SimpleNamespace(run_dir=tmp_path / "published_es")
+    _log(pub.run_dir, "metrics.jsonl", early)
+    assert mf.early_stopping_ae(pub, tmp_path / "nothing", patience=4) == (pub, "the published model's AE")
+
+    pub = SimpleNamespace(run_dir=tmp_path / "published_cap")
+    _log(pub.run_dir, "metrics.jsonl", capped)
+    kept = tmp_path / "h1es"
+    assert mf.early_stopping_ae(pub, kept, patience=4) == (None, "not trained yet")   # no folder yet
+
+    cfg = load_config("mnist_holdout", budget="smoke", overrides=["data.holdout=[1]"])
+    ae = build_model(load_config("mnist_holdout", budget="smoke", overrides=["model.kind=ae"]))
+    kept.mkdir()
+    save_config(cfg, kept / "config.yml")
+    ckpt.atomic_save({"format": ckpt.FORMAT, "model": ae.state_dict()}, kept / "ae.pt")
+    _log(kept, "metrics_ae.jsonl", capped)                      # kept, but its phase hit the epoch cap
+    model, why = mf.early_stopping_ae(pub, kept, patience=4)
+    assert model is None and "did not end on early stopping" in why
+    _log(kept, "metrics_ae.jsonl", early)
+    model, why = mf.early_stopping_ae(pub, kept, patience=4)
+    assert why == "h1es (6 epochs; its NAE was not published)"
+    assert model.weights_file == kept / "ae.pt"
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(model.energy(x), ae.eval().energy(x))

@@ -7,6 +7,8 @@
 * :func:`auroc_markdown`: an AUROC table, one column per model;
 * :func:`holdout_markdown` / :func:`holdout_bar_chart`: the hold-out experiment, one row
   (one pair of bars) per digit, with digits without a model marked as such;
+* :func:`early_stopping_ae`: a digit's AE trained to the original's early stopping (the
+  published one, or the MNIST campaign's kept AE of a run that was not published);
 * :func:`sample_figure`: a grid of samples;
 * :func:`ae_failure` / :func:`ae_failure_markdown`: the outliers each model scores below
   the median inlier energy (the paper's point: the AE reconstructs part of every outlier set
@@ -146,10 +148,40 @@ def holdout_markdown(rows: Mapping[int, Optional[Mapping[str, float]]], labels: 
         lines.append(f"| {d} | " + " | ".join(cells) + f" | {notes.get(d, '')} |")
     trained = [r for d, r in rows.items() if r and d in digits]
     if trained:
-        means = [np.mean([r[lb] for r in trained if r.get(lb) is not None]) for lb in labels]
-        # four decimals: a mean of 0.8996 must not read as a target of 0.900 met
-        lines.append(f"| mean of {len(trained)} | " + " | ".join(_fmt(m, 4) for m in means) + " | |")
+        cells = []
+        for lb in labels:
+            vals = [r[lb] for r in trained if r.get(lb) is not None]
+            # four decimals: a mean of 0.8996 must not read as a target of 0.900 met; a column
+            # with fewer digits than the others says over how many its mean is
+            cells.append("–" if not vals else _fmt(np.mean(vals), 4)
+                         + ("" if len(vals) == len(trained) else f" ({len(vals)} digits)"))
+        lines.append(f"| mean of {len(trained)} | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
+
+
+def early_stopping_ae(ae, milestone=None, patience: int = 4) -> tuple:
+    """The AE of a hold-out digit trained to the original's early stopping, and where it comes from.
+
+    ``ae`` is the published model's AE (``load_pretrained(name, which="ae")``): when its phase ended
+    on early stopping it is the one.  Otherwise ``milestone``, a folder kept by the MNIST campaign
+    (``benchmarks/results/mnist_campaign/RUN/``: ``config.yml``, ``ae.pt`` and the AE phase's log
+    ``metrics_ae.jsonl``) for a later run of the same digit whose NAE was not published, gives it,
+    when its phase ended on early stopping too.  Returns ``(model, text)``, or ``(None, text)``
+    saying why there is none yet; no AE is made up.
+    """
+    from ..diagnostics import ae_phase_of_log, ae_phase_short
+    from ..run import load_run
+
+    if "early stopping" in ae_phase_short(ae.run_dir, patience=patience):
+        return ae, "the published model's AE"
+    if milestone is None or not (Path(milestone) / "ae.pt").is_file():
+        return None, "not trained yet"
+    milestone = Path(milestone)
+    log = milestone / "metrics_ae.jsonl"
+    info = ae_phase_of_log(log if log.is_file() else milestone / "metrics.jsonl", patience)
+    if not info["early_stopped"]:
+        return None, f"{milestone.name}: its AE phase did not end on early stopping"
+    return load_run(milestone, which="ae"), f"{milestone.name} ({info['epochs']} epochs; its NAE was not published)"
 
 
 def holdout_bar_chart(rows: Mapping[int, Optional[Mapping[str, float]]], labels: Sequence[str] = ("AE", "NAE"),
