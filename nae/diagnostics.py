@@ -22,6 +22,11 @@ from typing import Optional
 import numpy as np
 
 
+def _jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines log, blank lines skipped."""
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def read_metrics(run_dir, history: bool = False) -> list[dict]:
     """Every event of ``RUN_DIR/metrics.jsonl``; a step logged twice (after a resume) keeps its last record.
 
@@ -41,12 +46,10 @@ def read_metrics(run_dir, history: bool = False) -> list[dict]:
     hist = Path(run_dir) / "history.jsonl"
     if history and hist.is_file():
         by_segment: dict = {}
-        for line in hist.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                by_segment.setdefault(r.get("segment", 0), []).append(r)
+        for r in _jsonl(hist):
+            by_segment.setdefault(r.get("segment", 0), []).append(r)
         logs = [by_segment[k] for k in sorted(by_segment)]
-    logs.append([json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+    logs.append(_jsonl(path))
     out, offset = [], 0
     for k, records in enumerate(logs):
         part = _last_record_per_step(records)
@@ -317,8 +320,7 @@ def ae_phase_of_log(path, patience: Optional[int] = None) -> dict:
         from .errors import CheckpointError
 
         raise CheckpointError(f"{path} does not exist: give a log written by `nae train` (metrics.jsonl)")
-    rec = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return _ae_phase(_last_record_per_step(rec), patience)
+    return _ae_phase(_last_record_per_step(_jsonl(path)), patience)
 
 
 def _ae_phase(rec, patience: Optional[int] = None) -> dict:

@@ -177,8 +177,7 @@ def early_stopping_ae(ae, milestone=None, patience: int = 4) -> tuple:
     if milestone is None or not (Path(milestone) / "ae.pt").is_file():
         return None, "not trained yet"
     milestone = Path(milestone)
-    log = milestone / "metrics_ae.jsonl"
-    info = ae_phase_of_log(log if log.is_file() else milestone / "metrics.jsonl", patience)
+    info = ae_phase_of_log(milestone / "metrics_ae.jsonl", patience)
     if not info["early_stopped"]:
         return None, f"{milestone.name}: its AE phase did not end on early stopping"
     return load_run(milestone, which="ae"), f"{milestone.name} ({info['epochs']} epochs; its NAE was not published)"
