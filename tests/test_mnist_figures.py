@@ -376,7 +376,8 @@ def test_early_stopping_ae_takes_the_published_ae_then_the_kept_one_and_invents_
     pub = SimpleNamespace(run_dir=tmp_path / "published_cap")
     _log(pub.run_dir, "metrics.jsonl", capped)
     kept = tmp_path / "h1es"
-    assert mf.early_stopping_ae(pub, kept, patience=4) == (None, "not trained yet")   # no folder yet
+    model, why = mf.early_stopping_ae(pub, kept, patience=4)   # no folder yet
+    assert model is None and why.startswith("none yet")
 
     cfg = load_config("mnist_holdout", budget="smoke", overrides=["data.holdout=[1]"])
     ae = build_model(load_config("mnist_holdout", budget="smoke", overrides=["model.kind=ae"]))
@@ -388,7 +389,9 @@ def test_early_stopping_ae_takes_the_published_ae_then_the_kept_one_and_invents_
     assert model is None and "did not end on early stopping" in why
     _log(kept, "metrics_ae.jsonl", early)
     model, why = mf.early_stopping_ae(pub, kept, patience=4)
-    assert why == "h1es (6 epochs; its NAE was not published)"
+    assert why == "h1es (6 epochs; its NAE phase still training)"
     assert model.weights_file == kept / "ae.pt"
     x = torch.rand(3, 1, 28, 28)
     assert torch.allclose(model.energy(x), ae.eval().energy(x))
+    (kept / "publish_decision_ema.json").write_text("{}")
+    assert mf.early_stopping_ae(pub, kept, patience=4)[1] == "h1es (6 epochs; its NAE was not published)"

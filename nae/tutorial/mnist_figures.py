@@ -165,7 +165,8 @@ def early_stopping_ae(ae, milestone=None, patience: int = 4) -> tuple:
     ``ae`` is the published model's AE (``load_pretrained(name, which="ae")``): when its phase ended
     on early stopping it is the one.  Otherwise ``milestone``, a folder kept by the MNIST campaign
     (``benchmarks/results/mnist_campaign/RUN/``: ``config.yml``, ``ae.pt`` and the AE phase's log
-    ``metrics_ae.jsonl``) for a later run of the same digit whose NAE was not published, gives it,
+    ``metrics_ae.jsonl``) for a later run of the same digit whose NAE was not published (or is still
+    training), gives it,
     when its phase ended on early stopping too.  Returns ``(model, text)``, or ``(None, text)``
     saying why there is none yet; no AE is made up.
     """
@@ -175,12 +176,15 @@ def early_stopping_ae(ae, milestone=None, patience: int = 4) -> tuple:
     if "early stopping" in ae_phase_short(ae.run_dir, patience=patience):
         return ae, "the published model's AE"
     if milestone is None or not (Path(milestone) / "ae.pt").is_file():
-        return None, "not trained yet"
+        # not the chapters' "not trained yet" (nae.tutorial.image_chapter.NOT_TRAINED): the digit has a model
+        return None, "none yet (its campaign run has not finished its AE phase)"
     milestone = Path(milestone)
     info = ae_phase_of_log(milestone / "metrics_ae.jsonl", patience)
     if not info["early_stopped"]:
         return None, f"{milestone.name}: its AE phase did not end on early stopping"
-    return load_run(milestone, which="ae"), f"{milestone.name} ({info['epochs']} epochs; its NAE was not published)"
+    nae_state = ("its NAE was not published" if (milestone / "publish_decision_ema.json").is_file()
+                 else "its NAE phase still training")
+    return load_run(milestone, which="ae"), f"{milestone.name} ({info['epochs']} epochs; {nae_state})"
 
 
 def holdout_bar_chart(rows: Mapping[int, Optional[Mapping[str, float]]], labels: Sequence[str] = ("AE", "NAE"),
