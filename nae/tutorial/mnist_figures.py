@@ -182,7 +182,8 @@ def early_stopping_ae(ae, milestone=None, patience: int = 4) -> tuple:
     info = ae_phase_of_log(milestone / "metrics_ae.jsonl", patience)
     if not info["early_stopped"]:
         return None, f"{milestone.name}: its AE phase did not end on early stopping"
-    nae_state = ("its NAE was not published" if (milestone / "publish_decision_ema.json").is_file()
+    # a compared run has its decision record (scripts/publish_if_better.py: publish_decision*.json)
+    nae_state = ("its NAE was not published" if any(milestone.glob("publish_decision*.json"))
                  else "its NAE phase still training")
     return load_run(milestone, which="ae"), f"{milestone.name} ({info['epochs']} epochs; {nae_state})"
 
