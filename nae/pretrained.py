@@ -311,6 +311,19 @@ def _half_copy(src: Path, dst: Path) -> None:
     ckpt.atomic_save(obj, dst)
 
 
+def _same_weights(a: Path, b: Path) -> bool:
+    """True when checkpoints ``a`` and ``b`` hold the same tensors (names, dtypes, values), whatever
+    else they embed (the config of the run that wrote them)."""
+    if not b.is_file():
+        return False
+    try:
+        wa, wb = ckpt.load_checkpoint(a)["model"], ckpt.load_checkpoint(b)["model"]
+    except Exception:  # noqa: BLE001 - an unreadable published file is simply replaced
+        return False
+    return wa.keys() == wb.keys() and all(
+        wa[k].dtype == wb[k].dtype and wa[k].shape == wb[k].shape and torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage: str = "final",
             weights: str = "final") -> dict:
     """Copies a finished run into ``pretrained/NAME`` and records it in the manifest.
@@ -360,6 +373,10 @@ def publish(run_dir, name: str, info: dict, root=None, half: bool = True, stage:
             _half_copy(src, tmp / fname)
         else:
             shutil.copy2(src, tmp / fname)
+        if fname == "ae.pt" and _same_weights(tmp / fname, dst / fname):
+            # a continuation of the NAE phase: the AE is the published one, so its file stays byte
+            # for byte (its hash, the AE's metrics measured on it, no second copy in the repository)
+            shutil.copy2(dst / fname, tmp / fname)
         files[fname] = sha256(tmp / fname)
     old = root / f".{name}.replaced"
     if old.exists():

@@ -73,6 +73,19 @@ def same_ae_metrics(before: dict, entry: dict, names, eval_n) -> dict:
         {"eval_n": eval_n}
 
 
+def continued_entry(before: dict, info: dict) -> dict:
+    """The note, hardware and wall time of a model that continued the published entry ``before``:
+    the earlier entry's first (what its weights went through), then the continuation's."""
+    def join(key, sep):
+        parts = [x for x in (before.get(key), info.get(key)) if x]
+        return sep.join(parts)
+
+    out = {"note": join("note", " || "), "hardware": join("hardware", "; ")}
+    if before.get("wall_time_s") is not None and info.get("wall_time_s") is not None:
+        out["wall_time_s"] = round(before["wall_time_s"] + info["wall_time_s"], 1)
+    return out
+
+
 def publish_run(run_dir, name: str, info: dict, ood=None, eval_n=None, stage: str = "final", root=None,
                 weights: str = "final") -> dict:
     """Publishes a run directory as ``pretrained/NAME`` and evaluates what was stored (fp16).
@@ -130,6 +143,10 @@ def main(argv=None):
                         "a published model (its own log counts only the continuation)")
     p.add_argument("--hardware", default="",
                    help="with --publish: where the run trained, when not on this machine (e.g. 'NVIDIA H200')")
+    p.add_argument("--continues", action="store_true",
+                   help="with --publish: the run continued the model published as NAMES[0] (train.init_nae): the "
+                        "manifest keeps that entry's note and hardware before the run's (joined with ' || ' and "
+                        "'; ') and its wall time is the two summed")
     p.add_argument("--weights", choices=["final", "ema"], default="final",
                    help="with --publish: 'ema' publishes the run's moving average of its NAE weights (ema.pt) "
                         "as the model")
@@ -154,6 +171,8 @@ def main(argv=None):
                 "overrides": overrides_from(cfg),  # what the run was told, read back from its config.yml
                 "hardware": a.hardware or (hardware() + _load()), "wall_time_s": round(wall_s, 1),
                 "description": a.description or (r.description if r else "")}
+        if a.continues:
+            info.update(continued_entry(read_manifest().get(a.names[0], {}), info))
         if a.nae_iterations is not None:
             info["nae_iterations"] = a.nae_iterations
         if a.weights == "ema":

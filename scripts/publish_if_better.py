@@ -18,7 +18,9 @@ validations, so keeping whichever of two models scores higher on the test images
 ratchet the published test numbers upwards by chance.  The test AUROCs of both are printed
 for information (the manifest entry records the run's).  The published model is replaced
 only when the run is better, with the note in its manifest entry
-(``scripts/make_pretrained.py --publish`` does the publishing).  Either way the comparison is
+(``scripts/make_pretrained.py --publish`` does the publishing; for a run that continued the
+published weights, ``--continues``: the entry keeps the earlier note, hardware and wall time
+before the run's, and the AE file stays byte for byte when the AE is unchanged).  Either way the comparison is
 written to ``RUN_DIR/publish_decision.json``.  ``--against DIR`` compares with another run
 directory instead (e.g. the published model as it was before an earlier continuation).
 
@@ -106,6 +108,15 @@ def published_iterations(against, run_dir: Path, name: str) -> int:
     return getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
 
 
+def continued(run_dir: Path, name: str) -> bool:
+    """True when the run continued the published weights (``train.init_nae``/``init_ae`` naming
+    them), not resumed the published run itself: the new manifest entry then keeps the earlier
+    entry's note, hardware and wall time before the run's (``make_pretrained.py --continues``)."""
+    from nae.pretrained import continues_published, extends_published
+
+    return continues_published(run_dir, name) and not extends_published(run_dir, name)
+
+
 def decide(val_run: dict, val_against: dict, ties: bool = False) -> bool:
     """True when the run is better: a higher mean validation AUROC over the watched sets (with
     ``ties``: at least as high, for watched sets on which both models saturate)."""
@@ -118,7 +129,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("name", help="the published model the run continued (a recipe name, e.g. mnist_holdout_8)")
-    p.add_argument("--note", default="", help="the manifest's note: what the continuation did")
+    p.add_argument("--note", default="", help="the manifest's note: what the continuation did (a run that continued "
+                        "the published weights keeps the earlier entry's note before it, and its hardware and wall time)")
     p.add_argument("--description", default="", help="the manifest's description of the new model (needed unless --dry-run)")
     p.add_argument("--hardware", default="", help="where the continuation trained (default: read from the run's log, e.g. "
                         "'Intel Xeon with AMX, 1 thread, bf16')")
@@ -158,8 +170,10 @@ def main(argv=None):
           f"mean {mean_auroc(val['run']):.4f}; {label} {json.dumps(val['against'])} "
           f"mean {mean_auroc(val['against']):.4f}", flush=True)
     better = decide(val["run"], val["against"], ties=a.ties)
+    # the published model's iterations before the run's own (0 when the run's log counts them all)
+    before = None if a.against else published_iterations(against, a.run_dir, a.name)
     record = {"name": a.name, "run": str(a.run_dir), "against": label, "date": time.strftime("%Y-%m-%d"),
-              "nae_iterations": nae_iterations(a.run_dir), "n_val": cfg.data.n_val,
+              "nae_iterations": nae_iterations(a.run_dir), "nae_iterations_before": before, "n_val": cfg.data.n_val,
               "validation_auroc": val, "weights": a.which, "better": better, "published": False,
               "rule": "at least as good on validation (--ties)" if a.ties else "better on validation"}
     # the test split, for information only; each model is scored there once: the published one's
@@ -168,12 +182,12 @@ def main(argv=None):
     if better and not dry:
         from make_pretrained import main as make_main
 
-        before = published_iterations(against, a.run_dir, a.name)
         args = [a.name, "--publish", str(a.run_dir), "--note", a.note,
                 "--nae-iterations", str(before + record["nae_iterations"])]
         args += ["--description", a.description] if a.description else []
         args += ["--hardware", a.hardware or run_hardware(a.run_dir)]
         args += ["--weights", a.which]
+        args += ["--continues"] if continued(a.run_dir, a.name) else []
         published = make_main(args)
         record["published"] = True  # only once the publishing went through
         test["run"] = {"auroc": published["auroc"], "n_in": published["n_in"]}

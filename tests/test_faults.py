@@ -531,6 +531,31 @@ def test_publishing_a_continuation_keeps_the_earlier_log(tmp_path):
     assert HISTORY not in read_manifest(root)["toy"]["files"]
 
 
+def test_a_continuation_keeps_the_published_ae_file_byte_for_byte(tmp_path):
+    from nae.pretrained import publish, read_manifest, sha256
+
+    root = tmp_path / "published"
+    first = tmp_path / "first"
+    Trainer(toy_cfg(), first, progress=False).fit()
+    publish(first, "toy", {"budget": "test"}, root=root)
+    ae_bytes = (root / "toy" / "ae.pt").read_bytes()
+
+    second = tmp_path / "second"  # its AE is the published one (its ae.pt embeds its own config)
+    Trainer(toy_cfg("train.nae.max_iters=5", f"train.init_ae={root / 'toy'}", f"train.init_nae={root / 'toy'}"),
+            second, progress=False).fit()
+    publish(second, "toy", {"budget": "test"}, root=root)
+    assert (root / "toy" / "ae.pt").read_bytes() == ae_bytes
+    assert read_manifest(root)["toy"]["files"]["ae.pt"] == sha256(root / "toy" / "ae.pt")
+    nae.load_pretrained("toy", root=root)  # hash-checked
+    nae.load_pretrained("toy", which="ae", root=root)
+
+    fresh = tmp_path / "fresh"  # its own AE (another seed): the file is replaced
+    Trainer(toy_cfg("seed=7"), fresh, progress=False).fit()
+    publish(fresh, "toy", {"budget": "test"}, root=root)
+    assert (root / "toy" / "ae.pt").read_bytes() != ae_bytes
+    assert read_manifest(root)["toy"]["files"]["ae.pt"] == sha256(root / "toy" / "ae.pt")
+
+
 def test_an_nae_phase_published_over_its_ae_milestone_keeps_the_ae_log(tmp_path):
     from nae.diagnostics import read_metrics, segment_starts, series
     from nae.pretrained import HISTORY, publish

@@ -276,6 +276,9 @@ def test_continuations_markdown_has_a_row_per_decision_record(tmp_path):
     assert rows[4].startswith("| c_compared | average |") and rows[4].endswith("| yes |")
     assert rows[5].startswith("| c_compared | final |") and rows[5].endswith("| compared only |")
     assert continuations_markdown(tmp_path / "no_record").startswith("no continuation records")
+    rec = json.loads((tmp_path / "a_kept" / "publish_decision.json").read_text())  # a run that continued 80
+    (tmp_path / "a_kept" / "publish_decision.json").write_text(json.dumps({**rec, "nae_iterations_before": 80}))
+    assert continuations_markdown(tmp_path).splitlines()[2].startswith("| a_kept | final | 80 + 1,234 |")
 
 
 def test_spread_markdown_summarises_the_validations_after_a_step(tmp_path):

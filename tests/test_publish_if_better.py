@@ -189,3 +189,35 @@ def test_ties_keep_the_run_only_when_asked():
     assert not pib.decide(both_saturate, dict(both_saturate))
     assert pib.decide(both_saturate, dict(both_saturate), ties=True)
     assert not pib.decide({"Constant": 0.99, "Noise": 1.0}, both_saturate, ties=True)
+
+
+def test_a_continuation_keeps_the_earlier_entrys_note_hardware_and_wall_time(tmp_path, monkeypatch):
+    import make_pretrained as mp
+
+    before = {"note": "stage: 80 iterations", "hardware": "NAE phase: Xeon AMX", "wall_time_s": 100.0}
+    assert mp.continued_entry(before, {"note": "round 1", "hardware": "Zen 4", "wall_time_s": 12.0}) == \
+        {"note": "stage: 80 iterations || round 1", "hardware": "NAE phase: Xeon AMX; Zen 4", "wall_time_s": 112.0}
+    assert mp.continued_entry({}, {"note": "round 1", "hardware": "Zen 4", "wall_time_s": 12.0}) == \
+        {"note": "round 1", "hardware": "Zen 4"}  # nothing before: the run's own (its wall time stays)
+
+    run = _saved_run(tmp_path, ["data.holdout=[8]", "train.init_ae=mnist_holdout_8", "train.init_nae=mnist_holdout_8"])
+    monkeypatch.setattr(mp, "read_manifest", lambda root=None: {"mnist_holdout_8": before})
+    seen = {}
+    monkeypatch.setattr(mp, "publish_run", lambda run_dir, name, info, **k: seen.update(info) or {})
+    mp.main(["mnist_holdout_8", "--publish", str(run), "--description", "d", "--note", "round 1",
+             "--hardware", "Zen 4", "--continues"])
+    assert (seen["note"], seen["hardware"], seen["wall_time_s"]) == \
+        ("stage: 80 iterations || round 1", "NAE phase: Xeon AMX; Zen 4", 112.0)
+    seen.clear()
+    mp.main(["mnist_holdout_8", "--publish", str(run), "--description", "d", "--note", "round 1",
+             "--hardware", "Zen 4"])  # not a continuation: the run's own
+    assert (seen["note"], seen["hardware"], seen["wall_time_s"]) == ("round 1", "Zen 4", 12.0)
+
+
+def test_only_a_run_that_continued_the_published_weights_is_published_as_a_continuation(tmp_path, monkeypatch):
+    import nae.pretrained as pretrained
+
+    for cont, ext, expected in ((True, False, True), (True, True, False), (False, False, False)):
+        monkeypatch.setattr(pretrained, "continues_published", lambda run, name, c=cont: c)
+        monkeypatch.setattr(pretrained, "extends_published", lambda run, name, e=ext: e)
+        assert pib.continued(tmp_path, "x") is expected

@@ -190,3 +190,17 @@ def test_describe_leaves_out_the_last_jobs_wall_time_of_a_model_trained_in_phase
     assert "10.9 h" in text and "1.6 h" in text and "wall time" not in text   # not 94.2 min under the AE
     one_job = SimpleNamespace(provenance={**phased.provenance, "hardware": "CPU A, 1 thread"})
     assert nb.describe(one_job, width=0).endswith("CPU A, 1 thread, wall time 94.2 min")
+
+
+def test_the_ae_of_a_continued_model_states_its_own_phase_not_the_continuations_time():
+    from types import SimpleNamespace
+
+    import nae.tutorial.notebook as nb
+
+    hw = "AE phase: CPU A, fp32 (1,200 steps, 10.9 h); NAE phase: CPU B (80 iterations, 1.6 h); round 1: CPU C"
+    assert nb.ae_phase_text(hw) == "CPU A, fp32 (1,200 steps, 10.9 h)"
+    assert nb.ae_phase_text("NAE phase: CPU B") == "" and nb.ae_phase_text("CPU A, 1 thread") == ""
+    ae = SimpleNamespace(provenance={"source": "pretrained/x", "budget": "full", "wall_time_s": None,
+                                     "time_in_hardware": True, "hardware": f"its AE phase: {nb.ae_phase_text(hw)}"})
+    text = nb.describe(ae, width=0)
+    assert text.endswith("(1,200 steps, 10.9 h)") and "n/a" not in text and "CPU B" not in text

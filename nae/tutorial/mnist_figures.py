@@ -268,7 +268,9 @@ def continuations_markdown(*folders, only: Optional[str] = None, key: Optional[s
     (default: the held-out digit where there is one, else the first watched set); ``"mean"``:
     the mean over the watched sets, the number the decision compared (for models watched on
     several sets, such as CIFAR-10's ConstantGray and Constant).  The published model's name is
-    not a column (the table must fit the page): name the folders after it."""
+    not a column (the table must fit the page): name the folders after it.  "NAE iterations": the
+    run's own, after those of the model it continued where the record says them (``80 + 52``;
+    a run that resumed the published run itself counts them all in its own log)."""
     import json
 
     recs = [(json.loads(f.read_text()), f.parent.name) for folder in folders
@@ -293,7 +295,9 @@ def continuations_markdown(*folders, only: Optional[str] = None, key: Optional[s
         verdict = ("yes" if rec["published"] else "compared only" if rec["better"]  # better, but a dry run
                    else "no: not better")
         weights = "average" if rec.get("weights", "final") == "ema" else "final"
-        lines.append(f"| {name} | {weights} | {rec['nae_iterations']:,} | "
+        before = rec.get("nae_iterations_before")
+        its = f"{before:,} + {rec['nae_iterations']:,}" if before else f"{rec['nae_iterations']:,}"
+        lines.append(f"| {name} | {weights} | {its} | "
                      f"{_fmt(pick(v['against'], watched))} → {_fmt(pick(v['run'], watched))} | "
                      f"{_fmt(pick(t['against'], watched))} → {_fmt(pick(t['run'], watched))} | "
                      f"{verdict} |")

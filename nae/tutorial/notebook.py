@@ -100,11 +100,15 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
                             "hardware": m.get("hardware"), "wall_time_s": m.get("wall_time_s"),
                             "nae_iterations": m.get("nae_iterations")}  # in all, for a continued model
         if which == "ae" and f"train.init_ae={name}" in (m.get("overrides") or []):
-            # a continuation of the published model took its AE as it was: the hardware and wall
-            # time of the manifest are the continuation's, not the AE's
-            model.provenance.update(hardware="the AE of the model this one continued (train.init_ae), "
-                                             "not trained again: the manifest's note says how it was trained",
-                                    wall_time_s=None)
+            # a continuation of the published model took its AE as it was: the manifest's wall time
+            # is not the AE's; its hardware text says the AE phase's where it has one
+            phase = ae_phase_text(m.get("hardware") or "")
+            model.provenance.update(
+                hardware=(f"the AE of the model this one continued (train.init_ae), not trained again; "
+                          f"its AE phase: {phase}" if phase else
+                          "the AE of the model this one continued (train.init_ae), not trained again: "
+                          "the manifest's note says how it was trained"),
+                wall_time_s=None, time_in_hardware=True)
         return model
     run_dir = RUNS / b / name
     done = (run_dir / "model.pt").exists()
@@ -119,6 +123,15 @@ def obtain(name: str, budget_name: str | None = None, retrain: bool = False, whi
     model.provenance = {"source": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
                         "budget": b, "hardware": hardware(), "wall_time_s": wall}
     return model
+
+
+def ae_phase_text(hardware: str) -> str:
+    """The AE phase's part of a manifest's hardware text that states each phase
+    (``"AE phase: ...; NAE phase: ..."``), or ``""``."""
+    import re
+
+    m = re.search(r"(?:^|; )AE phase: (.*?)(?:; NAE phase:|$)", hardware)
+    return m.group(1).strip() if m else ""
 
 
 def wrap(text: str, width: int = 76) -> str:
@@ -140,7 +153,8 @@ def describe(model, width: int = 76) -> str:
     wall_s = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else "n/a"
     # a model trained over several jobs states each phase's time in its hardware text; the
     # manifest's wall time is then only its last job's (e.g. the NAE stage), not the model's
-    tail = "" if "AE phase:" in str(hw) and "NAE phase:" in str(hw) else f", wall time {wall_s}"
+    tail = "" if p.get("time_in_hardware") or "AE phase:" in str(hw) and "NAE phase:" in str(hw) \
+        else f", wall time {wall_s}"
     return wrap(f"{p.get('source', '?')}: budget {p.get('budget', '?')}, {hw}{tail}", width)
 
 
