@@ -82,7 +82,8 @@ def ae_ended(run: Path) -> bool:
 def save_milestone(model: str) -> Path | None:
     """Keeps the AE of ``model``'s run, once its phase has ended, in ``MILESTONES/RUN/`` (float16
     ``ae.pt``, ``config.yml``, ``metrics_ae.jsonl`` with the AE phase's log); the folder, or None.  A run that
-    was compared and published keeps nothing here (the published model holds its AE)."""
+    was compared and published keeps nothing here (the published model holds its AE).  A portable copy
+    kept while the AE phase was still running (``kept/``) goes then: it is older than the milestone."""
     from nae.pretrained import _half_copy
 
     run = RUNS / MODELS[model][2]
@@ -95,6 +96,10 @@ def save_milestone(model: str) -> Path | None:
         lines = [x for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
         (dest / "metrics_ae.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x).get("phase") == "ae"))
         _half_copy(run / "ae.pt", dest / "ae.pt")  # written atomically, last: its presence marks the milestone
+    kept = dest / KEPT / "kept.json"
+    if (dest / "ae.pt").is_file() and kept.is_file() and json.loads(kept.read_text()).get("phase") == "ae":
+        # a copy paused in the AE phase, which has ended since: a new machine starts from the milestone
+        shutil.rmtree(dest / KEPT)
     return dest if (dest / "ae.pt").is_file() else None
 
 

@@ -69,6 +69,32 @@ def test_an_ended_ae_phase_is_kept_and_a_new_machine_starts_the_nae_from_it(tmp_
     assert f"train.init_ae={dest / 'ae.pt'}" in mc.command("holdout3", 30)
 
 
+def test_a_copy_kept_during_the_ae_phase_gives_way_to_the_milestone(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from nae import checkpoint as ckpt
+
+    monkeypatch.setattr(mc, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(mc, "MILESTONES", tmp_path / "kept")
+    run, dest = tmp_path / "runs" / "h3es", tmp_path / "kept" / "h3es"
+    run.mkdir(parents=True)
+    (dest / mc.KEPT).mkdir(parents=True)  # kept on an earlier machine while the AE still trained
+    (dest / mc.KEPT / "kept.json").write_text(json.dumps({"phase": "ae", "step": 4943}))
+    (dest / mc.KEPT / "checkpoint.pt").write_bytes(b"")
+    (run / "config.yml").write_text("name: mnist_holdout\n")
+    ckpt.atomic_save({"format": ckpt.FORMAT, "kind": "ae", "model": {"w": torch.ones(2)}}, run / "ae.pt")
+    log = [{"event": "phase_end", "phase": "ae", "step": 15136}, {"event": "step", "phase": "nae", "step": 1}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+    assert mc.save_milestone("holdout3") == dest
+    assert not (dest / mc.KEPT).exists() and (dest / "ae.pt").is_file()
+    (dest / mc.KEPT).mkdir()  # a copy of the NAE phase stays
+    (dest / mc.KEPT / "kept.json").write_text(json.dumps({"phase": "nae", "step": 7}))
+    mc.save_milestone("holdout3")
+    assert (dest / mc.KEPT / "kept.json").is_file()
+
+
 def _decision(run, published):
     import json
 
