@@ -108,6 +108,10 @@ class AEPhaseConfig:
     l2_dec: float = 0.0
     val_every: int = 1000
     patience: Optional[int] = 4        #: early stopping after this many validations without improvement
+    #: start the phase from these AE weights (an ``ae.pt``, a run directory or a published model's
+    #: name) instead of a random initialisation, with a fresh optimiser: the way to train a
+    #: published AE longer; ``epochs`` and ``max_iters`` then count from these weights
+    init: Optional[str] = None
 
 
 #: the NAE losses (``train.nae.loss``); both add gamma * mean E(x-)^2, see :meth:`nae.models.NAE.loss`
@@ -435,6 +439,9 @@ _OOD_KEYS = ("data.ood_val", "data.ood_target")
 
 
 def _check_ranges(cfg: RunConfig) -> None:
+    if cfg.train.ae.init and cfg.train.init_ae:
+        raise ConfigError("train.ae.init (train the AE phase on from these weights) and train.init_ae (skip the AE "
+                          "phase, use this AE) exclude each other: give one of them")
     if cfg.train.init_nae and not cfg.train.init_ae:
         raise ConfigError("train.init_nae needs train.init_ae too (the run's AE, its baseline): give both, e.g. "
                           "train.init_ae=NAME train.init_nae=NAME for a published model NAME")

@@ -132,6 +132,8 @@ class Trainer:
         self._pending_init_ae = bool(cfg.train.init_ae) and "nae" in self.phases
         if self._pending_init_ae:  # the AE phase is replaced by a trained autoencoder
             self.state["phase"] = "nae"
+        #: train.ae.init: the AE phase starts from trained weights (loaded when fit() starts)
+        self._pending_ae_init = bool(cfg.train.ae.init) and self.state["phase"] == "ae"
         self.optimizer = self._make_optimizer(self.state["phase"])
         self.history = History()
         main = self.rank == 0
@@ -168,7 +170,7 @@ class Trainer:
         obj = ckpt.load_checkpoint(path, map_location=t.device)
         t.load_state(obj)
         t.resumed_from = path
-        t._pending_init_ae = False  # the checkpoint holds the weights
+        t._pending_init_ae = t._pending_ae_init = False  # the checkpoint holds the weights
         if extend:
             t._apply_changes(saved)
         if t.world > 1:
@@ -310,6 +312,17 @@ class Trainer:
             self.state["init_nae"] = {"path": str(npath), "sha256": sha256(npath)}
             self._emit("init_nae", dict(self.state["init_nae"]))
         self._pending_init_ae = False
+
+    def _init_ae_phase(self) -> None:
+        """Loads ``train.ae.init`` into the encoder and decoder: the AE phase trains on from
+        these weights (with the fresh optimiser the trainer made)."""
+        from .pretrained import sha256
+
+        path = resolve_weights_file(self.cfg.train.ae.init, key="train.ae.init")
+        self._load_weights(path, "train.ae.init", ("encoder.", "decoder."))
+        self.state["ae_init"] = {"path": str(path), "sha256": sha256(path)}
+        self._emit("ae_init", dict(self.state["ae_init"]))
+        self._pending_ae_init = False
 
     def _make_optimizer(self, phase: str):
         m = self.model
@@ -727,6 +740,8 @@ class Trainer:
                              "hardware": self.precision_note, "threads": torch.get_num_threads()})
         if self._pending_init_ae:
             self._init_from_ae()
+        if self._pending_ae_init:
+            self._init_ae_phase()
         t0 = time.time()
         self._last_ckpt_time = t0
         wall0 = self.state["wall_s"]

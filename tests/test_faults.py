@@ -663,3 +663,29 @@ def test_filling_in_metrics_changes_the_manifest_entry_only(tmp_path, monkeypatc
     monkeypatch.setattr(make_pretrained, "publish", lambda *a, **k: calls.append(a) or publish(*a, **k))
     assert make_pretrained.publish_run(run, "toy2", {"budget": "test"}, root=root) == {}
     assert len(calls) == 1 and read_manifest(root)["toy2"]["metrics"] == {}
+
+
+def test_the_ae_phase_trains_on_from_given_weights(tmp_path):
+    from nae.diagnostics import read_metrics
+    from nae.pretrained import sha256
+    from nae.trainer import Trainer as T
+
+    first = tmp_path / "first"
+    T(toy_cfg("train.ae.epochs=3"), first, progress=False).fit()
+    (tmp_path / "probe").mkdir()
+    probe = T(toy_cfg(f"train.ae.init={first}", "seed=5"), tmp_path / "probe", progress=False)
+    probe._init_ae_phase()  # the weights it starts from are the given AE's
+    sd = probe.model.state_dict()
+    assert all(torch.equal(sd[k], v.float()) for k, v in load_checkpoint(first / "ae.pt")["model"].items())
+
+    second = tmp_path / "second"
+    T(toy_cfg("train.ae.epochs=1", f"train.ae.init={first}", "seed=5"), second, progress=False).fit()
+    rec = read_metrics(second)
+    init = [e for e in rec if e["event"] == "ae_init"]
+    assert len(init) == 1 and init[0]["sha256"] == sha256(first / "ae.pt")
+    val = lambda r: [e["val_energy"] for e in r if e["event"] == "validation" and e["phase"] == "ae"][0]
+    assert val(rec) < val(read_metrics(first))  # one epoch more than the first AE's three: it trained on
+    with pytest.raises(ConfigError, match="exclude each other"):
+        toy_cfg(f"train.ae.init={first}", f"train.init_ae={first}")
+    with pytest.raises(CheckpointError, match="train.ae.init"):
+        T(toy_cfg(f"train.ae.init={tmp_path / 'nowhere'}"), tmp_path / "third", progress=False).fit()
