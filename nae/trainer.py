@@ -296,31 +296,32 @@ class Trainer:
                                   f"{str(e).splitlines()[0]}") from None
         return sd
 
+    def _start_from(self, key: str, source: str, event: str, fname: str = "ae.pt", prefixes=None) -> dict:
+        """Loads the weights that config key ``key`` names (``source``: a file, a run directory or
+        a published name) into the model, records their path and SHA-256 in the state as ``event``
+        (the caller logs it); the weights loaded."""
+        from .pretrained import sha256
+
+        path = resolve_weights_file(source, fname, key)
+        sd = self._load_weights(path, key, prefixes)
+        self.state[event] = {"path": str(path), "sha256": sha256(path)}
+        return sd
+
     def _init_from_ae(self) -> None:
         """Loads ``train.init_ae`` into the encoder and decoder and makes it this run's ``ae.pt``;
         then, with ``train.init_nae``, the whole NAE (a fresh optimiser and buffer continue it)."""
-        from .pretrained import sha256
-
-        path = resolve_weights_file(self.cfg.train.init_ae)
-        sd = self._load_weights(path, "train.init_ae", ("encoder.", "decoder."))
-        self.state["init_ae"] = {"path": str(path), "sha256": sha256(path)}
+        sd = self._start_from("train.init_ae", self.cfg.train.init_ae, "init_ae", prefixes=("encoder.", "decoder."))
         self._save_weights("ae.pt", sd, "ae")
         self._emit("init_ae", dict(self.state["init_ae"]))
         if self.cfg.train.init_nae:
-            npath = resolve_weights_file(self.cfg.train.init_nae, "model.pt", "train.init_nae")
-            self._load_weights(npath, "train.init_nae")
-            self.state["init_nae"] = {"path": str(npath), "sha256": sha256(npath)}
+            self._start_from("train.init_nae", self.cfg.train.init_nae, "init_nae", fname="model.pt")
             self._emit("init_nae", dict(self.state["init_nae"]))
         self._pending_init_ae = False
 
     def _init_ae_phase(self) -> None:
         """Loads ``train.ae.init`` into the encoder and decoder: the AE phase trains on from
         these weights (with the fresh optimiser the trainer made)."""
-        from .pretrained import sha256
-
-        path = resolve_weights_file(self.cfg.train.ae.init, key="train.ae.init")
-        self._load_weights(path, "train.ae.init", ("encoder.", "decoder."))
-        self.state["ae_init"] = {"path": str(path), "sha256": sha256(path)}
+        self._start_from("train.ae.init", self.cfg.train.ae.init, "ae_init", prefixes=("encoder.", "decoder."))
         self._emit("ae_init", dict(self.state["ae_init"]))
         self._pending_ae_init = False
 
