@@ -101,9 +101,7 @@ def published_iterations(against, run_dir: Path, name: str) -> int:
     when the run *is* the published run resumed and trained further (its log holds them all) or
     a new run from scratch (its own AE: nothing came before it), the published count when the
     run continued the published weights (``train.init_nae``)."""
-    from nae.pretrained import continues_published, extends_published
-
-    if extends_published(run_dir, name) or not continues_published(run_dir, name):
+    if not continued(run_dir, name):
         return 0
     return getattr(against, "manifest", {}).get("nae_iterations") or (against.config.train.nae.max_iters or 0)
 
